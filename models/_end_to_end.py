@@ -1,0 +1,88 @@
+r"""The end-to-end matrix of a balanced deep linear network (Arora, Cohen & Hazan 2018),
+and balancedness diagnostics."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Scalar
+
+from lmech.solvers import AbstractDynamics
+
+from ._data import Dataset
+from ._deep_linear import _check_depth
+from ._losses import get_loss
+
+
+class EndToEnd(AbstractDynamics):
+    r"""The product $W = W_N\cdots W_1$ of a depth-$N$ linear network started balanced
+    ($W_{l+1}^\top W_{l+1} = W_l W_l^\top$), under gradient flow on the weights:
+
+    $$\dot W = -\sum_{j=1}^{N} (W W^\top)^{\frac{j-1}{N}}\, \nabla_W L(W)\,
+    (W^\top W)^{\frac{N-j}{N}}$$
+
+    (Arora, Cohen & Hazan 2018, Theorem 1). Any loss of $f = W x$ works; fractional
+    powers come from `eigh` of the PSD factors. State: $W$, shape `(k, d)`.
+    Observables: `"loss"`, `"f_train"`, `"f_test"`, `"end_to_end"`, `"singular_values"`.
+    """
+
+    W0: Float[Array, "k d"]
+    data: Dataset
+    depth: int = eqx.field(static=True)
+    loss_name: str = eqx.field(static=True)
+
+    def __init__(self, data: Dataset, depth: int, W0, loss: str = "mse"):
+        self.depth = _check_depth(depth)
+        W0 = jnp.asarray(W0)
+        if W0.shape != (data.out_size, data.in_size):
+            raise ValueError(
+                f"EndToEnd: `W0` must have shape (out, in) = {(data.out_size, data.in_size)}, got {W0.shape}."
+            )
+        get_loss(loss)
+        self.W0, self.data, self.loss_name = W0, data, loss
+
+    def init(self, *, key: Any = None):
+        return self.W0
+
+    def loss(self, W) -> Scalar:
+        return get_loss(self.loss_name)(self.data.x_train @ W.T, self.data.y_train)
+
+    def vector_field(self, t, W, args: Any):
+        G = jax.grad(self.loss)(W)
+        N = self.depth
+        lam_l, Q_l = jnp.linalg.eigh(W @ W.T)
+        lam_r, Q_r = jnp.linalg.eigh(W.T @ W)
+        lam_l, lam_r = jnp.clip(lam_l, 0), jnp.clip(lam_r, 0)
+
+        def term(j):
+            left = (Q_l * lam_l ** ((j - 1) / N)) @ Q_l.T
+            right = (Q_r * lam_r ** ((N - j) / N)) @ Q_r.T
+            return left @ G @ right
+
+        return -sum(term(j) for j in range(1, N + 1))
+
+    def observe(self, W) -> dict[str, Array]:
+        f_train = self.data.x_train @ W.T
+        return {
+            "loss": get_loss(self.loss_name)(f_train, self.data.y_train),
+            "f_train": f_train,
+            "f_test": self.data.x_test @ W.T,
+            "end_to_end": W,
+            "singular_values": jnp.linalg.svd(W, compute_uv=False),
+        }
+
+
+def balancedness(weights: Sequence[Array]) -> list[Array]:
+    r"""$D_l = W_{l+1}^\top W_{l+1} - W_l W_l^\top$ for $l = 1..N-1$ — conserved by gradient
+    flow on the layer matrices (exactly, for any loss)."""
+    return [w2.T @ w2 - w1 @ w1.T for w1, w2 in zip(weights[:-1], weights[1:])]
+
+
+def balancedness_drift(grads: Sequence[Array], lr) -> list[Array]:
+    r"""The change of $D_l$ in one gradient-descent step from weights with gradients
+    $G_l$: exactly $\eta^2 (G_{l+1}^\top G_{l+1} - G_l G_l^\top)$ (the $O(\eta)$ terms
+    cancel because $W_{l+1}^\top G_{l+1} = G_l W_l^\top$)."""
+    return [lr**2 * (g2.T @ g2 - g1 @ g1.T) for g1, g2 in zip(grads[:-1], grads[1:])]

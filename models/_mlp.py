@@ -1,0 +1,158 @@
+"""The network spec: one description yields the real network and its theories."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PyTree
+
+from ._activations import get_activation
+
+PARAMETERIZATIONS = ("ntk", "standard")
+_LATER = ("mup", "mean_field")
+
+#: Parameters of an MLP: one `(w, b)` pair per layer, `b` is None without biases.
+Params = tuple[tuple[Array, Array | None], ...]
+
+
+class MLP(eqx.Module):
+    r"""A fully connected network, described by its widths, activation and
+    parameterization. It holds no parameters: `init(key)` draws them and
+    `apply(params, x)` evaluates the network (like `neural_tangents.stax`).
+
+    Layer sizes $n_0 = $ `in_size`, $n_1..n_L = $ `widths`, $n_{L+1} = $ `out_size`;
+    pre-activations $z^{l}$ for $l = 1..L+1$ with $h^0 = x$, $h^l = \phi(z^l)$:
+
+    - `"ntk"`: $z^{l} = \frac{\sigma_w}{\sqrt{n_{l-1}}} W^{l} h^{l-1} + \sigma_b b^{l}$,
+      with $W, b \sim \mathcal N(0, 1)$.
+    - `"standard"`: $z^{l} = W^{l} h^{l-1} + b^{l}$, with
+      $W \sim \mathcal N(0, \sigma_w^2/n_{l-1})$, $b \sim \mathcal N(0, \sigma_b^2)$.
+
+    Both give the same function distribution at init; they differ in how gradients
+    (and the NTK) scale with width. The output is `readout * z^{L+1}`.
+
+    **Arguments:**
+
+    - `in_size`, `widths` (tuple of hidden widths, may be empty), `out_size`.
+    - `activation`: one of `linear, relu, erf, tanh, gelu, softplus, sigmoid`.
+    - `parameterization`: `"ntk"` or `"standard"`.
+    - `sigma_w`, `sigma_b`: weight and bias scales.
+    - `bias`: whether layers have biases (default: `sigma_b != 0`).
+    - `readout`: a multiplier on the output.
+    """
+
+    in_size: int = eqx.field(static=True)
+    widths: tuple[int, ...] = eqx.field(static=True)
+    out_size: int = eqx.field(static=True)
+    activation: str = eqx.field(static=True, default="relu")
+    parameterization: str = eqx.field(static=True, default="ntk")
+    sigma_w: float = eqx.field(static=True, default=1.0)
+    sigma_b: float = eqx.field(static=True, default=0.0)
+    bias: bool | None = eqx.field(static=True, default=None)
+    readout: float = eqx.field(static=True, default=1.0)
+
+    def __check_init__(self):
+        for name in ("in_size", "out_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"MLP: `{name}` must be a positive int, got {v!r}.")
+        if not isinstance(self.widths, tuple):
+            raise TypeError(f"MLP: `widths` must be a tuple of ints, e.g. (512,), got {self.widths!r}.")
+        for w in self.widths:
+            if not isinstance(w, int) or isinstance(w, bool) or w < 1:
+                raise ValueError(f"MLP: every width must be a positive int, got widths={self.widths!r}.")
+        get_activation(self.activation)
+        if self.parameterization in _LATER:
+            raise ValueError(
+                f"MLP: parameterization {self.parameterization!r} is not implemented yet; "
+                f"use one of {PARAMETERIZATIONS}."
+            )
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise ValueError(
+                f"MLP: unknown parameterization {self.parameterization!r}; choose one of "
+                f"{PARAMETERIZATIONS}."
+            )
+        if not (math.isfinite(self.sigma_w) and self.sigma_w > 0):
+            raise ValueError(f"MLP: `sigma_w` must be positive, got {self.sigma_w}.")
+        if not (math.isfinite(self.sigma_b) and self.sigma_b >= 0):
+            raise ValueError(f"MLP: `sigma_b` must be >= 0, got {self.sigma_b}.")
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return (self.in_size, *self.widths, self.out_size)
+
+    @property
+    def depth(self) -> int:
+        """The number of weight layers."""
+        return len(self.widths) + 1
+
+    @property
+    def has_bias(self) -> bool:
+        return self.sigma_b != 0 if self.bias is None else bool(self.bias)
+
+    @property
+    def is_linear(self) -> bool:
+        """A linear network without biases: $f(x) = W_{\\rm eff}\\, x$."""
+        return self.activation == "linear" and not self.has_bias
+
+    def init(self, key: Any) -> Params:
+        """Draw parameters (see the class docstring for the distributions)."""
+        keys = jax.random.split(key, 2 * self.depth)
+        params = []
+        for l, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            w = jax.random.normal(keys[2 * l], (n_out, n_in))
+            b = jax.random.normal(keys[2 * l + 1], (n_out,)) if self.has_bias else None
+            if self.parameterization == "standard":
+                w = w * (self.sigma_w / math.sqrt(n_in))
+                b = None if b is None else b * self.sigma_b
+            params.append((w, b))
+        return tuple(params)
+
+    def _multipliers(self, n_in: int) -> tuple[float, float]:
+        if self.parameterization == "ntk":
+            return self.sigma_w / math.sqrt(n_in), self.sigma_b
+        return 1.0, 1.0
+
+    def apply(self, params: Params, x: Float[Array, "*batch d"]) -> Float[Array, "*batch k"]:
+        """Evaluate the network on `x` of shape `(..., in_size)`."""
+        if x.shape[-1] != self.in_size:
+            raise ValueError(
+                f"MLP.apply: inputs have {x.shape[-1]} features, the network expects "
+                f"in_size={self.in_size}."
+            )
+        phi = get_activation(self.activation)
+        h = x
+        for l, (w, b) in enumerate(params):
+            mw, mb = self._multipliers(w.shape[1])
+            z = mw * (h @ w.T)
+            if b is not None:
+                z = z + mb * b
+            h = z if l == len(params) - 1 else phi(z)
+        return self.readout * h
+
+    def effective_weights(self, params: Params) -> list[Float[Array, "o i"]]:
+        """The layer matrices as they act on the data (multipliers included)."""
+        return [self._multipliers(w.shape[1])[0] * w for w, _ in params]
+
+    def end_to_end(self, params: Params) -> Float[Array, "k d"]:
+        r"""$W = r\, W_{L+1} \cdots W_1$ for a linear network without biases."""
+        if not self.is_linear:
+            raise ValueError(
+                "MLP.end_to_end: only defined for activation='linear' without biases."
+            )
+        ws = self.effective_weights(params)
+        out = ws[0]
+        for w in ws[1:]:
+            out = w @ out
+        return self.readout * out
+
+    def __call__(self, params: Params, x: Array) -> Array:
+        return self.apply(params, x)
+
+
+def count_params(params: PyTree) -> int:
+    return sum(int(jnp.size(x)) for x in jax.tree.leaves(params))
