@@ -2,7 +2,13 @@
 
 from ._activations import ACTIVATIONS
 from ._data import Dataset
-from ._deep_linear import SaxeModes, decoupled_init, factor_chain, target_modes
+from ._deep_linear import (
+    SaxeModes,
+    decoupled_init,
+    effective_initial_strengths,
+    factor_chain,
+    target_modes,
+)
 from ._end_to_end import EndToEnd, balancedness, balancedness_drift
 from ._losses import cross_entropy, mse
 from ._mlp import MLP, count_params
@@ -20,6 +26,7 @@ __all__ = [
     "count_params",
     "cross_entropy",
     "decoupled_init",
+    "effective_initial_strengths",
     "factor_chain",
     "mse",
     "target_modes",

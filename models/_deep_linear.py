@@ -266,3 +266,31 @@ def _orthonormal_columns(key, n: int, m: int, dtype) -> Array:
 
 
 
+
+
+def effective_initial_strengths(W1, W2, U, V, *, rule: str = "orthogonalized") -> Array:
+    r"""Effective initial strengths $u_{0,i}$ of the modes of a two-layer linear network
+    $W_2 W_1$ started from small random weights (modes ordered by decreasing $s_i$, the
+    columns of `U`, `V`).
+
+    In the early, linear phase $a_i = W_1 v_i$ and $b_i = W_2^\top u_i$ obey
+    $\dot a_i = s_i b_i,\ \dot b_i = s_i a_i$: only the hidden vector
+    $r_i = (a_i + b_i)/2$ grows (as $e^{s_i t}$), so mode $i$ behaves like a balanced
+    mode started at
+
+    - `rule="projected"`: $u_{0,i} = \lVert r_i\rVert^2$ (modes independent);
+    - `rule="orthogonalized"`: $u_{0,i} = \lVert P^\perp_{<i} r_i\rVert^2$, where
+      $P^\perp_{<i}$ projects out the hidden directions $r_1, \dots, r_{i-1}$ of the
+      faster modes (Gram–Schmidt in order of decreasing $s$): once a mode is learned,
+      the $-W_2^\top W_2 W_1$ term removes the later modes' components along its
+      hidden direction.
+    """
+    A = W1 @ V  # (h, m): a_i in columns
+    B = W2.T @ U  # (h, m): b_i in columns
+    R = 0.5 * (A + B)
+    if rule == "projected":
+        return jnp.sum(R**2, axis=0)
+    if rule == "orthogonalized":
+        Q, T = jnp.linalg.qr(R)  # Gram–Schmidt in column order
+        return jnp.diag(T) ** 2
+    raise ValueError(f"effective_initial_strengths: unknown rule {rule!r}; use 'projected' or 'orthogonalized'.")
