@@ -25,7 +25,7 @@ class EndToEnd(AbstractDynamics):
     (W^\top W)^{\frac{N-j}{N}}$$
 
     (Arora, Cohen & Hazan 2018, Theorem 1). Any loss of $f = W x$ works; fractional
-    powers come from `eigh` of the PSD factors. State: $W$, shape `(k, d)`.
+    powers come from the thin SVD of $W$. State: $W$, shape `(k, d)`.
     Observables: `"loss"`, `"f_train"`, `"f_test"`, `"end_to_end"`, `"singular_values"`.
     """
 
@@ -53,16 +53,20 @@ class EndToEnd(AbstractDynamics):
     def vector_field(self, t, W, args: Any):
         G = jax.grad(self.loss)(W)
         N = self.depth
-        lam_l, Q_l = jnp.linalg.eigh(W @ W.T)
-        lam_r, Q_r = jnp.linalg.eigh(W.T @ W)
-        lam_l, lam_r = jnp.clip(lam_l, 0), jnp.clip(lam_r, 0)
+        # Powers through the thin SVD W = U diag(σ) Vᵀ: (WWᵀ)^p = U σ^{2p} Uᵀ and
+        # (WᵀW)^p = V σ^{2p} Vᵀ for p > 0, exactly zero on the complement (an eigh of
+        # the square factors would leave round-off there, and its square root is not
+        # smooth); the p = 0 factor is the identity.
+        U, sig, Vt = jnp.linalg.svd(W, full_matrices=False)
 
-        def term(j):
-            left = (Q_l * lam_l ** ((j - 1) / N)) @ Q_l.T
-            right = (Q_r * lam_r ** ((N - j) / N)) @ Q_r.T
-            return left @ G @ right
+        def power(basis, p):
+            return (basis * sig ** (2 * p)) @ basis.T
 
-        return -sum(term(j) for j in range(1, N + 1))
+        out = jnp.zeros_like(W)
+        for j in range(1, N + 1):
+            left = G if j == 1 else power(U, (j - 1) / N) @ G
+            out = out + (left if j == N else left @ power(Vt.T, (N - j) / N))
+        return -out
 
     def observe(self, W) -> dict[str, Array]:
         f_train = self.data.x_train @ W.T

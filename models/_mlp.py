@@ -50,10 +50,10 @@ class MLP(eqx.Module):
     out_size: int = eqx.field(static=True)
     activation: str = eqx.field(static=True, default="relu")
     parameterization: str = eqx.field(static=True, default="ntk")
-    sigma_w: float = eqx.field(static=True, default=1.0)
-    sigma_b: float = eqx.field(static=True, default=0.0)
+    sigma_w: float = eqx.field(static=True, default=1.0, converter=float)
+    sigma_b: float = eqx.field(static=True, default=0.0, converter=float)
     bias: bool | None = eqx.field(static=True, default=None)
-    readout: float = eqx.field(static=True, default=1.0)
+    readout: float = eqx.field(static=True, default=1.0, converter=float)
 
     def __check_init__(self):
         for name in ("in_size", "out_size"):

@@ -373,7 +373,7 @@ def headline(metrics: dict) -> dict[str, str]:
         "exact mode GD map vs real GD (max rel. err.)": fmt(a["worst_mode_map_vs_real_gd"]),
         "flow–GD gap order in η": ", ".join(f"N={k}: {v:.3f}" for k, v in a["flow_gd_gap_orders"].items()),
         "random init half-rise error, naive u₀": f"{100 * b['worst']['projected']:.1f}%",
-        "random init half-rise error, orthogonalized u₀": f"{100 * b['worst']['orthogonalized']:.1f}%",
+        "random init half-rise error, orthogonalized u₀": f"{100 * b['worst']['orthogonalized']:.2g}%",
         "best lr vs depth, fitted slope": f"{c['best_lr_vs_depth_slope']:.2f}",
     }
     if "2" in a["depths"]:
