@@ -247,3 +247,19 @@ def test_lr_beyond_stability_diverges(data):
     assert tr.result_name == "diverged"
     with pytest.raises(ls.SolveError, match="diverged"):
         ls.solve(modes, ls.GradientDescent(), lr=0.8, steps=500, save_every=10)
+
+
+def test_unbalanced_two_layer_modes_match_full_flow_and_conserve(data):
+    modes0 = lm.SaxeModes.from_dataset(data, 2, u0=0.05)
+    m = modes0.s.shape[0]
+    a0 = jnp.stack([jnp.full((m,), 0.5), jnp.full((m,), 0.02)])  # a != b
+    modes = lm.SaxeModes(modes0.s, a0, U=modes0.U, V=modes0.V, data=data, loss_offset=modes0.loss_offset)
+    net = _linear_net(6, 5, 2)
+    real = lm.Trained(net, data, params=lm.decoupled_init(net, modes, key=jax.random.key(9)))
+    a = ls.solve(modes, TIGHT, lr=0.05, steps=100, save_every=10)
+    b = ls.solve(real, TIGHT, lr=0.05, steps=100, save_every=10)
+    assert _rel(a["end_to_end"], b["end_to_end"]) < 1e-8
+    end = a.final_state
+    np.testing.assert_allclose(end[0] ** 2 - end[1] ** 2, a0[0] ** 2 - a0[1] ** 2, rtol=1e-9)
+    with pytest.raises(ValueError, match="balanced"):
+        modes.closed_form(1.0)

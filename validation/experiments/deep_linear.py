@@ -216,7 +216,8 @@ def _part_b(cfg: Config, key, progress):
     lr = cfg.random_lr
     res = {"stds": {}}
     rules = ("projected", "orthogonalized")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    pairs = []  # (real, predicted) half-rise times, orthogonalized rule
     for si, std in enumerate(cfg.random_stds):
         errs = {r: [] for r in rules}
         for seed in tqdm(range(cfg.random_seeds), desc=f"std {std:g}", leave=False, disable=not progress):
@@ -240,6 +241,8 @@ def _part_b(cfg: Config, key, progress):
                 tr = ls.solve(theory, ls.GradientDescent(), lr=lr, steps=steps, save_every=1, progress=False)
                 t_pred = first_crossing(np.asarray(tr.times), np.asarray(tr["mode_strengths"]), np.asarray(s) / 2)
                 errs[rule].append(np.abs(t_pred - t_real) / t_real)
+                if rule == "orthogonalized":
+                    pairs.append((t_real, t_pred, std))
                 if seed == 0 and si == 0 and rule == "orthogonalized":
                     colors = plt.cm.viridis(np.linspace(0, 0.85, m))
                     for i in range(m):
@@ -267,6 +270,16 @@ def _part_b(cfg: Config, key, progress):
     axes[1].set_ylabel("max over seeds of |T_pred − T_real| / T_real")
     axes[1].set_title("half-rise-time error")
     axes[1].legend(fontsize=7)
+    for j, std in enumerate(cfg.random_stds):
+        tr_, tp_ = [np.concatenate([p[i] for p in pairs if p[2] == std]) for i in (0, 1)]
+        axes[2].loglog(tr_, tp_, "o", ms=4, color=f"C{j}", label=f"std {std:g}")
+    lo = min(np.min(p[0]) for p in pairs)
+    hi = max(np.max(p[0][np.isfinite(p[0])]) for p in pairs)
+    axes[2].loglog([lo, hi], [lo, hi], "k--", lw=0.8)
+    axes[2].set_xlabel("real GD half-rise time")
+    axes[2].set_ylabel("predicted (orthogonalized u₀)")
+    axes[2].set_title("plateau (half-rise) times")
+    axes[2].legend(fontsize=7)
     fig.tight_layout()
     res["worst"] = {r: max(v[r]["max_rel_error"] for v in res["stds"].values()) for r in rules}
     text = (
