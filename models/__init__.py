@@ -10,6 +10,7 @@ from ._deep_linear import (
     target_modes,
 )
 from ._end_to_end import EndToEnd, balancedness, balancedness_drift
+from ._linearized import Linearized
 from ._losses import cross_entropy, mse
 from ._mlp import MLP, count_params
 from ._trained import Trained
@@ -18,6 +19,7 @@ __all__ = [
     "ACTIVATIONS",
     "Dataset",
     "EndToEnd",
+    "Linearized",
     "MLP",
     "SaxeModes",
     "Trained",
