@@ -9,7 +9,9 @@ from ._deep_linear import (
     factor_chain,
     target_modes,
 )
+from ._empirical_ntk import empirical_ntk, ntk_vector_product
 from ._end_to_end import EndToEnd, balancedness, balancedness_drift
+from ._kernels import analytic_kernels, analytic_nngp, analytic_ntk
 from ._linearized import Linearized
 from ._losses import cross_entropy, mse
 from ._mlp import MLP, count_params
@@ -23,13 +25,18 @@ __all__ = [
     "MLP",
     "SaxeModes",
     "Trained",
+    "analytic_kernels",
+    "analytic_nngp",
+    "analytic_ntk",
     "balancedness",
     "balancedness_drift",
     "count_params",
     "cross_entropy",
     "decoupled_init",
     "effective_initial_strengths",
+    "empirical_ntk",
     "factor_chain",
     "mse",
+    "ntk_vector_product",
     "target_modes",
 ]

@@ -105,6 +105,51 @@ class Linearized(AbstractDynamics):
         self.f0_train, self.f0_test, self.y_train, self.y_test = f0_train, f0_test, y_train, y_test
         self.loss_name = loss
 
+    # -- construction from a network --------------------------------------------------
+    @classmethod
+    def from_network(
+        cls,
+        net,
+        data,
+        *,
+        kernel: str = "analytic",
+        key: Any = None,
+        params: Any = None,
+        loss: str = "mse",
+        block_size: int | None = None,
+        output: str = "trace",
+    ) -> "Linearized":
+        r"""The linearized model of `net` on `data`.
+
+        - `kernel="analytic"`: the infinite-width NTK of the spec (shared over outputs).
+          With `key`/`params` the initial outputs $f_0$ are those of that network (the
+          linearization of one finite network, with the infinite-width kernel); without
+          them $f_0 = 0$, the infinite-ensemble mean.
+        - `kernel="empirical"`: the empirical NTK of the network at `params` (or
+          `net.init(key)`), `output="trace"` (shared, averaged over logits) or
+          `"full"` (all output pairs).
+        """
+        from ._empirical_ntk import empirical_ntk
+        from ._kernels import analytic_ntk
+
+        if params is None and key is not None:
+            params = net.init(key)
+        if kernel == "analytic":
+            ntk = analytic_ntk(net, data.x_train, block_size=block_size)
+            ntk_star = analytic_ntk(net, data.x_test, data.x_train, block_size=block_size)
+        elif kernel == "empirical":
+            if params is None:
+                raise ValueError("Linearized.from_network: kernel='empirical' needs `key=` or `params=`.")
+            ntk = empirical_ntk(net.apply, params, data.x_train, output=output, block_size=block_size)
+            ntk_star = empirical_ntk(net.apply, params, data.x_test, data.x_train, output=output, block_size=block_size)
+        else:
+            raise ValueError(f"Linearized.from_network: kernel must be 'analytic' or 'empirical', got {kernel!r}.")
+        if params is None:
+            f0, f0s = jnp.zeros_like(data.y_train), jnp.zeros_like(data.y_test)
+        else:
+            f0, f0s = net.apply(params, data.x_train), net.apply(params, data.x_test)
+        return cls(ntk, ntk_star, f0, f0s, data.y_train, data.y_test, loss=loss)
+
     # -- helpers --------------------------------------------------------------------------
     @property
     def shared(self) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PyTree
 
 from ._activations import get_activation
@@ -17,6 +18,15 @@ _LATER = ("mup", "mean_field")
 
 #: Parameters of an MLP: one `(w, b)` pair per layer, `b` is None without biases.
 Params = tuple[tuple[Array, Array | None], ...]
+
+
+def _int_like(v):
+    """numpy integers become Python ints; anything else is left for the checks."""
+    return int(v) if isinstance(v, np.integer) else v
+
+
+def _widths(ws):
+    return tuple(_int_like(w) for w in ws) if isinstance(ws, (tuple, list)) else ws
 
 
 class MLP(eqx.Module):
@@ -45,9 +55,9 @@ class MLP(eqx.Module):
     - `readout`: a multiplier on the output.
     """
 
-    in_size: int = eqx.field(static=True)
-    widths: tuple[int, ...] = eqx.field(static=True)
-    out_size: int = eqx.field(static=True)
+    in_size: int = eqx.field(static=True, converter=_int_like)
+    widths: tuple[int, ...] = eqx.field(static=True, converter=_widths)
+    out_size: int = eqx.field(static=True, converter=_int_like)
     activation: str = eqx.field(static=True, default="relu")
     parameterization: str = eqx.field(static=True, default="ntk")
     sigma_w: float = eqx.field(static=True, default=1.0, converter=float)

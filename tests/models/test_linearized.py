@@ -116,3 +116,23 @@ def test_bad_shapes():
         Linearized(lin.ntk_train, lin.ntk_test_train[:, :-1], lin.f0_train, lin.f0_test, lin.y_train, lin.y_test)
     with pytest.raises(ValueError, match="NaN"):
         Linearized(lin.ntk_train * jnp.nan, lin.ntk_test_train, lin.f0_train, lin.f0_test, lin.y_train, lin.y_test)
+
+
+def test_from_network_empirical_and_analytic():
+    from lmech.validation import datasets
+
+    data = datasets.digits(30, 10, key=jax.random.key(0))
+    net = lm.MLP(64, (64,), 1, activation="erf")
+    params = net.init(jax.random.key(1))
+    lin = Linearized.from_network(net, data, kernel="empirical", params=params, block_size=8)
+    np.testing.assert_allclose(lin.ntk_train, lm.empirical_ntk(net.apply, params, data.x_train, output="trace"), rtol=1e-12)
+    np.testing.assert_allclose(lin.f0_test, net.apply(params, data.x_test), rtol=1e-14)
+    # the early dynamics of the real network follow its linearization
+    real = ls.solve(lm.Trained(net, data, params=params), ls.GradientDescent(), lr=0.5, steps=10, save_every=10)
+    th = ls.solve(lin, ls.ClosedForm(discrete=True), lr=0.5, steps=10, save_every=10)
+    assert float(jnp.linalg.norm(th["f_test"][-1] - real["f_test"][-1]) / jnp.linalg.norm(real["f_test"][-1])) < 0.05
+    ens = Linearized.from_network(net, data, kernel="analytic")
+    np.testing.assert_array_equal(ens.f0_train, 0.0)
+    np.testing.assert_allclose(ens.ntk_train, lm.analytic_ntk(net, data.x_train), rtol=1e-14)
+    with pytest.raises(ValueError, match="kernel"):
+        Linearized.from_network(net, data, kernel="magic")
