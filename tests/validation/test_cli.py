@@ -61,3 +61,23 @@ def test_console_script_installed():
 def test_quick_run_through_cli(tmp_path):
     assert main(["run", "deep-linear", "--quick", "--no-progress", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "deep-linear" / "metrics.json").exists()
+
+
+def test_kernel_tiny_run_has_the_expected_scalings(tmp_path):
+    from lmech.validation.experiments import kernel
+
+    cfg = kernel.Config(
+        n_train=48, n_test=24, steps=100, save_every=20, seeds=2,
+        runs=(("relu", 2, (64, 256, 1024)),), large_lr_width=256,
+    )
+    report = kernel.run(cfg, progress=False)
+    folder = report.write(tmp_path)
+    m = json.loads((folder / "metrics.json").read_text())["metrics"]
+    slopes = m["runs"]["relu_L2"]["slopes"]
+    assert slopes["f_test_max"] < -0.3  # linearization error shrinks with width
+    assert slopes["ntk_change"] < -0.5  # kernel moves less at larger width
+    assert -0.75 < slopes["ntk_init_vs_analytic"] < -0.25  # Monte-Carlo n^(-1/2)
+    ll = m["large_lr"]
+    assert ll["gd_map_vs_real"] < 0.5 * ll["flow_vs_real"]  # the exact map tracks GD, the flow does not
+    for name in ("width_scaling", "outputs_over_time", "large_lr"):
+        assert (folder / f"{name}.png").exists()
