@@ -10,6 +10,7 @@ from ._deep_linear import (
     target_modes,
 )
 from ._empirical_ntk import empirical_ntk, ntk_vector_product
+from ._ensemble import infinite_ensemble
 from ._end_to_end import EndToEnd, balancedness, balancedness_drift
 from ._kernels import analytic_kernels, analytic_nngp, analytic_ntk
 from ._linearized import Linearized
@@ -36,6 +37,7 @@ __all__ = [
     "effective_initial_strengths",
     "empirical_ntk",
     "factor_chain",
+    "infinite_ensemble",
     "mse",
     "ntk_vector_product",
     "target_modes",

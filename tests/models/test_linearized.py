@@ -136,3 +136,31 @@ def test_from_network_empirical_and_analytic():
     np.testing.assert_allclose(ens.ntk_train, lm.analytic_ntk(net, data.x_train), rtol=1e-14)
     with pytest.raises(ValueError, match="kernel"):
         Linearized.from_network(net, data, kernel="magic")
+
+
+@pytest.mark.parametrize("mode", ["flow", "gd"])
+def test_infinite_ensemble_matches_an_ensemble_of_wide_linearized_networks(mode):
+    x = jax.random.normal(jax.random.key(0), (8, 4))
+    y = jnp.sin(x[:, :1])
+    xs = jax.random.normal(jax.random.key(1), (3, 4))
+    data = lm.Dataset(x, y, xs, jnp.zeros((3, 1)))
+    net = lm.MLP(4, (2048,), 1, activation="erf", sigma_b=0.3)
+    lr, steps, t = 0.5, 20, 10.0
+    kw = dict(t=t) if mode == "flow" else dict(steps=steps, lr=lr)
+    pred = lm.infinite_ensemble(net, data, **kw)
+    theta = lm.analytic_ntk(net, x)
+    theta_s = lm.analytic_ntk(net, xs, x)
+
+    def one(key):
+        p = net.init(key)
+        lin = Linearized(theta, theta_s, net.apply(p, x), net.apply(p, xs), y, data.y_test)
+        st = lin.closed_form(t) if mode == "flow" else lin.closed_form_steps(steps, lr)
+        return st["f_test"][:, 0]
+
+    samples = jax.vmap(one)(jax.random.split(jax.random.key(2), 400))
+    mean, cov = samples.mean(0), jnp.cov(samples.T)
+    sd = jnp.sqrt(jnp.diag(pred["cov"]))
+    assert float(jnp.max(jnp.abs(mean - pred["mean"][:, 0]) / sd)) < 4 / jnp.sqrt(400) * 1.5 + 0.05
+    np.testing.assert_allclose(jnp.diag(cov), jnp.diag(pred["cov"]), rtol=0.25)
+    with pytest.raises(ValueError, match="flow time"):
+        lm.infinite_ensemble(net, data)
