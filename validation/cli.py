@@ -29,6 +29,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="also write the headline numbers to PATH (default validation/RESULTS.md)",
     )
+    res = sub.add_parser("results", help="rebuild the results table from written reports")
+    res.add_argument("folders", nargs="+", help="report folders (e.g. runs/deep-linear) or their parent")
+    res.add_argument("--write", default="validation/RESULTS.md", metavar="PATH", help="where to write the table")
+    res.add_argument("--quick", action="store_true", help="say in the table that the reports are --quick runs")
     return p
 
 
@@ -43,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, mod in EXPERIMENTS.items():
             print(f"{name:16s} {mod.DESCRIPTION}")
         return 0
+    if args.command == "results":
+        return _rebuild(args, EXPERIMENTS)
     if args.all == (args.name is not None):
         print("lmech run: give one experiment NAME or --all (see `lmech list`).", file=sys.stderr)
         return 2
@@ -77,6 +83,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _rebuild(args, experiments) -> int:
+    import json
+
+    from .report import write_atomic
+
+    found = {}
+    for f in map(Path, args.folders):
+        for m in [f / "metrics.json"] if (f / "metrics.json").exists() else sorted(f.glob("*/metrics.json")):
+            payload = json.loads(m.read_text())
+            name = payload["name"]
+            if name not in experiments:
+                print(f"lmech results: skipping unknown experiment {name!r} in {m}", file=sys.stderr)
+                continue
+            metrics = payload["metrics"]
+            found[name] = (experiments[name].headline(metrics), metrics.get("wall_time_s", float("nan")))
+    if not found:
+        print("lmech results: no metrics.json found.", file=sys.stderr)
+        return 2
+    ordered = {n: found[n] for n in experiments if n in found}
+    write_atomic(Path(args.write), _results_md(ordered, quick=args.quick, seed=0))
+    print(f"headline numbers of {list(ordered)} written to {args.write}")
+    return 0
+
+
 def _results_md(headlines, *, quick: bool, seed: int) -> str:
     import platform
 
@@ -86,7 +116,7 @@ def _results_md(headlines, *, quick: bool, seed: int) -> str:
     lines = [
         "# Validation results",
         "",
-        f"Written by `{cmd}` (float64, {platform.machine()}, {jax.devices()[0].platform}, "
+        f"Written by `{cmd}`, or by `lmech results` from the reports of such runs (float64, {platform.machine()}, {jax.devices()[0].platform}, "
         f"{__import__('os').cpu_count()} cores).",
         "",
         "| experiment | quantity | value |",

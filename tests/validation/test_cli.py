@@ -81,3 +81,26 @@ def test_kernel_tiny_run_has_the_expected_scalings(tmp_path):
     assert ll["gd_map_vs_real"] < 0.5 * ll["flow_vs_real"]  # the exact map tracks GD, the flow does not
     for name in ("width_scaling", "outputs_over_time", "large_lr"):
         assert (folder / f"{name}.png").exists()
+
+
+def test_results_rebuilds_the_table_from_reports(tmp_path):
+    from lmech.validation import Report
+
+    metrics = {
+        "decoupled": {
+            "worst_mode_ode_vs_full_flow": 1e-10,
+            "worst_mode_map_vs_real_gd": 1e-15,
+            "flow_gd_gap_orders": {"2": 1.0},
+            "depths": {},
+        },
+        "random_init": {"worst": {"projected": 0.2, "orthogonalized": 0.001}},
+        "depth_sweep": {"best_lr_vs_depth_slope": -1.3},
+        "wall_time_s": 12.0,
+    }
+    Report("deep-linear", {}, metrics).write(tmp_path / "runs")
+    out = tmp_path / "RESULTS.md"
+    assert main(["results", str(tmp_path / "runs"), "--write", str(out)]) == 0
+    text = out.read_text()
+    assert "| deep-linear | random init half-rise error, orthogonalized u₀ | 0.1% |" in text
+    assert "| deep-linear | wall time | 12 s |" in text
+    assert main(["results", str(tmp_path / "empty"), "--write", str(out)]) == 2
