@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PyTree
@@ -79,8 +80,7 @@ def empirical_ntk(
     for name, x in (("x1", x1), ("x2", x2)):
         if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
             raise ValueError(f"empirical_ntk: `{name}` contains NaN or inf.")
-    block = _jac_block if method == "jacobian" else _ntvp_block
-    fn = jax.jit(lambda a, b: _reduce(block(apply_fn, params, a, b), output))
+    fn = lambda a, b: _kernel_block(apply_fn, params, a, b, method, output)  # noqa: E731
     if block_size is None:
         return fn(x1, x2)
     rows = []
@@ -88,6 +88,12 @@ def empirical_ntk(
         cols = [fn(x1[i : i + block_size], x2[j : j + block_size]) for j in range(0, x2.shape[0], block_size)]
         rows.append(jnp.concatenate(cols, axis=2 if output == "full" else 1))
     return jnp.concatenate(rows, axis=0)
+
+
+@eqx.filter_jit
+def _kernel_block(apply_fn, params, x1, x2, method, output):
+    block = _jac_block if method == "jacobian" else _ntvp_block
+    return _reduce(block(apply_fn, params, x1, x2), output)
 
 
 def _reduce(full, output):

@@ -112,6 +112,10 @@ def _block(net: MLP, x1, x2, nodes: int):
     return r2 * k12, r2 * theta
 
 
+# compiled once per (spec, shapes, nodes): the spec is static and hashable
+_block_jit = jax.jit(_block, static_argnums=(0, 3))
+
+
 def analytic_kernels(
     net: MLP,
     x1: Float[Array, "P1 d"],
@@ -129,7 +133,7 @@ def analytic_kernels(
     """
     x1 = _check(net, x1, "x1")
     x2 = x1 if x2 is None else _check(net, x2, "x2")
-    fn = jax.jit(lambda a, b: _block(net, a, b, quadrature_nodes))
+    fn = lambda a, b: _block_jit(net, a, b, quadrature_nodes)  # noqa: E731
     if block_size is None or (x1.shape[0] <= block_size and x2.shape[0] <= block_size):
         k, t = fn(x1, x2)
         return {"nngp": k, "ntk": t}
