@@ -14,7 +14,6 @@ For MLPs in NTK parameterization on digits (parity target, MSE, full-batch GD):
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import jax
@@ -54,6 +53,10 @@ class Config:
     large_lr_width: int = 2048
     large_lr_fraction: float = 0.9
     block_size: int = 128
+    # σ_w = 1 (no bias): with σ_w² = 2 the ReLU kernel is 4× larger, training is faster
+    # and the linearization error at fixed η about 1.6× larger (measured: 1.2% vs 0.74%
+    # at width 4096)
+    sigma_w: float = 1.0
 
     @classmethod
     def quick(cls, seed: int = 0) -> "Config":
@@ -70,8 +73,7 @@ class Config:
         )
 
 
-def _net(activation: str, depth: int, width: int) -> lm.MLP:
-    sigma_w = math.sqrt(2.0) if activation == "relu" else 1.0
+def _net(activation: str, depth: int, width: int, sigma_w: float) -> lm.MLP:
     return lm.MLP(64, (width,) * (depth - 1), 1, activation=activation, parameterization="ntk", sigma_w=sigma_w)
 
 
@@ -115,11 +117,11 @@ def run(config: Config, *, progress: bool = True) -> Report:
     lines = []
     example_cmp = None
     for act, depth, widths in cfg.runs:
-        net0 = _net(act, depth, widths[0])
+        net0 = _net(act, depth, widths[0], cfg.sigma_w)
         theta_inf = lm.analytic_ntk(net0, data.x_train, block_size=cfg.block_size)
         rows = []
         for width in widths:
-            net = _net(act, depth, width)
+            net = _net(act, depth, width, cfg.sigma_w)
             per_seed = []
             for seed in range(cfg.seeds):
                 k = jax.random.fold_in(jax.random.fold_in(k_net, width), seed)
@@ -166,7 +168,7 @@ def run(config: Config, *, progress: bool = True) -> Report:
     figs["large_lr"] = big.pop("figure")
     summary = (
         f"MLPs in NTK parameterization on digits (parity, {cfg.n_train} train / {cfg.n_test} test), "
-        f"MSE, GD with η = {cfg.lr} for {cfg.steps} steps, {cfg.seeds} seeds; linearized = the "
+        f"σ_w = {cfg.sigma_w}, MSE, GD with η = {cfg.lr} for {cfg.steps} steps, {cfg.seeds} seeds; linearized = the "
         "network's empirical NTK at init with the exact GD map.\n"
         + "\n".join(lines)
         + f"\n- Large learning rate (width {cfg.large_lr_width}, η = {fmt(metrics['large_lr']['lr'])} = "
@@ -197,7 +199,7 @@ def _plot_outputs(cmp):
 
 
 def _large_lr(cfg: Config, data, key):
-    net = _net("relu", 2, cfg.large_lr_width)
+    net = _net("relu", 2, cfg.large_lr_width, cfg.sigma_w)
     params = net.init(jax.random.fold_in(key, 10_000))
     lin = lm.Linearized.from_network(net, data, kernel="empirical", params=params, block_size=cfg.block_size)
     lr = cfg.large_lr_fraction * float(lin.max_stable_lr)
