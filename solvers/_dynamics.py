@@ -62,6 +62,17 @@ class AbstractDynamics(eqx.Module):
             "central flows) cannot be used with it."
         )
 
+    @property
+    def has_loss(self) -> bool:
+        """Whether this dynamics defines `loss` (needed by sharpness and central flows)."""
+        return has_override(self, "loss")
+
+    @property
+    def gd_is_euler(self) -> bool:
+        """Whether `step` is the explicit Euler step of the flow (the default), so that
+        backward error analysis of Euler (`ModifiedFlow`) describes its GD map."""
+        return not has_override(self, "step")
+
     def closed_form(self, t: Scalar) -> PyTree:
         """The exact gradient-flow state at flow time `t`."""
         raise NotImplementedError(

@@ -18,8 +18,6 @@ class AbstractMethod(eqx.Module):
     Subclasses implement `run`, which `lmech.solvers.solve` calls inside `jit`.
     """
 
-    divergence_threshold: eqx.AbstractVar[float]
-
     @abc.abstractmethod
     def run(
         self,

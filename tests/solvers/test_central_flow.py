@@ -1,0 +1,109 @@
+"""The central flow: its small semidefinite problem, its constraint S = 2/η, its
+agreement with gradient flow below the threshold, and its derivative in η."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import lmech.models as lm
+import lmech.solvers as ls
+import lmech.validation as lv
+
+LR = 0.4  # 2/η = 5: this net's sharpness crosses it near t = 6 under gradient flow
+
+
+@pytest.fixture(scope="module")
+def real():
+    data = lv.datasets.digits(32, 8, key=jax.random.key(0), target="parity")
+    net = lm.MLP(64, (8, 8), 1, activation="tanh", parameterization="standard", sigma_w=0.5)
+    return lm.Trained(net, data, key=jax.random.key(1))
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_psd_complementarity_solves_the_kkt_system(k):
+    key = jax.random.key(k)
+    G = jax.random.normal(key, (k * k, 5 * k))
+    M = G @ G.T
+    for i in range(4):
+        B = jax.random.normal(jax.random.fold_in(key, i), (k, k))
+        B = B + B.T
+        X = ls.psd_complementarity(M, B, iters=4000)
+        Y = 0.5 * (M @ X.reshape(-1)).reshape(k, k) - 0.5 * (B + B.T)
+        scale = float(jnp.linalg.norm(B))
+        assert float(jnp.linalg.eigvalsh(X)[0]) > -1e-12
+        assert float(jnp.linalg.eigvalsh(Y)[0]) > -1e-6 * scale
+        assert abs(float(jnp.sum(X * Y))) < 1e-6 * scale * (1 + float(jnp.linalg.norm(X)))
+
+
+def test_below_the_threshold_it_is_gradient_flow(real):
+    flow = ls.GradientFlow(rtol=1e-9, atol=1e-12)
+    lr = 0.05  # 2/η = 40, far above the sharpness
+    cf = ls.solve(real, ls.CentralFlow(flow=flow), lr=lr, steps=100, save_every=20)
+    gf = ls.solve(real, flow, lr=lr, steps=100, save_every=20)
+    np.testing.assert_allclose(np.asarray(cf["f_train"]), np.asarray(gf["f_train"]), rtol=1e-7, atol=1e-10)
+    np.testing.assert_array_equal(np.asarray(cf["sigma2"]), 0.0)
+    np.testing.assert_allclose(np.asarray(cf["loss_averaged"]), np.asarray(cf["loss"]))
+
+
+def test_the_sharpness_is_held_at_two_over_eta(real):
+    cf = ls.solve(real, ls.CentralFlow(), lr=LR, steps=40, save_every=4)
+    gf = ls.solve(ls.Recorded(real), ls.GradientFlow(rtol=1e-6, atol=1e-9), lr=LR, steps=40, save_every=4)
+    s_cf = np.asarray(cf["sharpness"]) * LR / 2
+    s_gf = np.asarray(gf["sharpness"]) * LR / 2
+    assert s_gf[-1] > 1.1  # gradient flow goes past the threshold ...
+    assert np.all(s_cf <= 1 + 1e-5)  # ... the central flow does not (up to rtol)
+    np.testing.assert_allclose(s_cf[-4:], 1.0, atol=1e-3)
+    sig = np.asarray(cf["sigma2"])
+    assert sig[0] == 0 and np.all(sig[-4:] > 0)
+    np.testing.assert_allclose(np.asarray(cf["loss_averaged"]), np.asarray(cf["loss"]) + sig / LR, rtol=1e-12)
+
+
+def test_active_vector_field_relaxes_the_sharpness_at_rate_kappa(real):
+    gf = ls.solve(real, ls.GradientFlow(rtol=1e-8, atol=1e-10), lr=LR, steps=20)
+    theta = gf.final_state  # t = 8: past the crossing
+    method = ls.CentralFlow(k=1)
+    central = method.wrap(real, LR, theta)
+    F = central.vector_field(0.0, theta, None)
+    p = central.pieces(theta)
+    assert float(p.X[0, 0]) > 0
+    S = lambda th: ls.sharpness(real.loss, th)
+    dS = jax.jvp(S, (theta,), (F,))[1]
+    kappa = method.stiffness / LR
+    np.testing.assert_allclose(float(dS), -kappa * (float(S(theta)) - 2 / LR), rtol=1e-6)
+    # with k = 2 the second eigenvalue is below 2/η and stays free: same field
+    F2 = ls.CentralFlow(k=2).wrap(real, LR, theta).vector_field(0.0, theta, None)
+    np.testing.assert_allclose(np.asarray(ravel_pytree(F2)[0]), np.asarray(ravel_pytree(F)[0]), rtol=1e-6, atol=1e-9)
+
+
+def test_central_flow_is_differentiable_in_eta(real):
+    def final_loss(lr):
+        return ls.solve(real, ls.CentralFlow(flow=ls.GradientFlow(rtol=1e-10, atol=1e-12)), lr=lr, steps=25)["loss"][-1]
+
+    lr, h = 0.4, 1e-4
+    g = float(jax.grad(final_loss)(lr))
+    fd = float((final_loss(lr + h) - final_loss(lr - h)) / (2 * h))
+    assert abs(g - fd) <= 1e-4 * abs(fd), (g, fd)
+
+
+def test_bad_input(real):
+    class NoLoss(ls.AbstractDynamics):
+        def init(self, *, key=None):
+            return jnp.ones(3)
+
+        def vector_field(self, t, y, args):
+            return -y
+
+        def observe(self, y):
+            return {"y": y}
+
+    with pytest.raises(ValueError, match="defines no `loss`"):
+        ls.solve(NoLoss(), ls.CentralFlow(), lr=0.1, steps=2)
+    n = ravel_pytree(real.init())[0].size
+    with pytest.raises(ValueError, match="top"):
+        ls.solve(real, ls.CentralFlow(k=n + 1), lr=0.1, steps=2)
+    with pytest.raises(ValueError, match="positive"):
+        ls.solve(real, ls.CentralFlow(), lr=0.0, steps=2)
+    with pytest.raises(ValueError, match="positive int"):
+        ls.CentralFlow(k=0)
