@@ -2,6 +2,16 @@
 
 from . import datasets, plot
 from ._compare import Comparison, compare
+from ._eos import EdgeOfStability, edge_of_stability, moving_average
 from .report import Report
 
-__all__ = ["Comparison", "Report", "compare", "datasets", "plot"]
+__all__ = [
+    "Comparison",
+    "EdgeOfStability",
+    "Report",
+    "compare",
+    "datasets",
+    "edge_of_stability",
+    "moving_average",
+    "plot",
+]

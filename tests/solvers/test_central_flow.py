@@ -79,7 +79,7 @@ def test_active_vector_field_relaxes_the_sharpness_at_rate_kappa(real):
 
 def test_central_flow_is_differentiable_in_eta(real):
     def final_loss(lr):
-        return ls.solve(real, ls.CentralFlow(flow=ls.GradientFlow(rtol=1e-10, atol=1e-12)), lr=lr, steps=25)["loss"][-1]
+        return ls.solve(real, ls.CentralFlow(flow=ls.GradientFlow(rtol=1e-9, atol=1e-11)), lr=lr, steps=20)["loss"][-1]
 
     lr, h = 0.4, 1e-4
     g = float(jax.grad(final_loss)(lr))
