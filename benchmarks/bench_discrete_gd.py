@@ -1,7 +1,7 @@
 """Discrete-GD tools: what the central flow costs against real GD, and Lanczos against a
 dense Hessian as the parameter count grows.
 
-1. Central flow (k = 1 and 2) vs real GD vs gradient flow over the same flow time, on
+1. Central flow (k = 2 and 3) vs real GD vs gradient flow over the same flow time, on
    the edge-of-stability network of the `discrete-gd` experiment (tanh 64-64, 256
    digits, η = 0.5): warm seconds per unit of flow time, solver steps.
 2. Sharpness by Lanczos (Hessian-vector products) vs dense Hessian + eigvalsh, for
@@ -27,7 +27,7 @@ from _common import timed, timed_interleaved, write_section  # noqa: E402
 
 
 def flows(quick: bool) -> str:
-    lr, T = 0.5, (20.0 if quick else 60.0)
+    lr, T = 0.5, (10.0 if quick else 30.0)
     steps = int(T / lr)
     data = datasets.digits(256, 64, key=jax.random.fold_in(jax.random.key(0), 3))
     net = lm.MLP(64, (64, 64), 1, activation="tanh", parameterization="standard", sigma_w=0.5)
@@ -37,8 +37,8 @@ def flows(quick: bool) -> str:
     fns = {
         "real GD (lax.scan)": lambda: ls.solve(real, ls.GradientDescent(), lr=lr, steps=steps, save_every=steps),
         "gradient flow (Tsit5, rtol 1e-6)": lambda: ls.solve(real, gf, lr=lr, steps=steps, save_every=steps),
-        "central flow, k = 1": lambda: ls.solve(real, ls.CentralFlow(k=1), lr=lr, steps=steps, save_every=steps),
         "central flow, k = 2": lambda: ls.solve(real, ls.CentralFlow(k=2), lr=lr, steps=steps, save_every=steps),
+        "central flow, k = 3": lambda: ls.solve(real, ls.CentralFlow(k=3), lr=lr, steps=steps, save_every=steps),
     }
     res = timed_interleaved(fns, repeats=1 if quick else 2)
     base = res["real GD (lax.scan)"][1]
@@ -53,16 +53,22 @@ def flows(quick: bool) -> str:
     for name, (first, warm, tr) in res.items():
         nsteps = int(tr.stats["num_steps"])
         rows.append(f"| {name} | {first:.2f} | {warm:.3f} | {warm / T:.4f} | {warm / base:.0f}× | {nsteps} |")
+    rows += [
+        "",
+        "`k = 1` is not in the table: on this network the top two eigenvalues reach 2/η together, and "
+        "the k = 1 flow then chatters between them: with max_steps = 1500 it stops before flow "
+        "time 14, where k = 2 needs 84 solver steps to flow time 20.",
+    ]
     return "\n".join(rows)
 
 
 def lanczos_vs_dense(quick: bool) -> str:
     data = datasets.digits(256, 16, key=jax.random.key(0))
-    widths = (8, 32, 64) if quick else (8, 32, 64, 128, 256, 1024)
+    widths = (8, 32, 64) if quick else (8, 32, 64, 128, 1024)
     rows = [
         "Sharpness of a one-hidden-layer tanh MLP on 256 digits: Lanczos (42 Hessian-vector products, "
-        "jit) vs the dense Hessian (`jax.hessian`) and `eigvalsh`, warm median of 3. Dense stops at "
-        "n ≈ 17k (a 2.2 GB Hessian).",
+        "jit) vs the dense Hessian (`jax.hessian`) and `eigvalsh`, warm median of 3 (1 above n = 5000). "
+        "Dense stops at n ≈ 9k (a 0.6 GB Hessian; jax.hessian's batched tangents need far more).",
         "",
         "| parameters n | Lanczos (s) | dense Hessian + eigvalsh (s) | dense / Lanczos | |λ_Lanczos − λ_dense| / λ |",
         "|---|---|---|---|---|",
@@ -75,7 +81,7 @@ def lanczos_vs_dense(quick: bool) -> str:
         n = flat.size
         lanczos = jax.jit(lambda q: ls.sharpness(real.loss, q))
         _, t_l, s_l = timed(lambda: lanczos(p), repeats=3)
-        if n <= 17_000:
+        if n <= 9_000:
             dense = jax.jit(lambda x: jnp.linalg.eigvalsh(jax.hessian(lambda y: real.loss(unravel(y)))(x))[-1])
             _, t_d, s_d = timed(lambda: dense(flat), repeats=1 if n > 5000 else 3)
             err = abs(float(s_l) - float(s_d)) / abs(float(s_d))
@@ -90,8 +96,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     body = "### Central flow vs real GD\n\n" + flows(args.quick) + "\n\n### Lanczos vs dense Hessian\n\n" + lanczos_vs_dense(args.quick)
-    write_section("Discrete GD: central flow and Lanczos", body)
     print(body)
+    write_section("Discrete GD: central flow and Lanczos", body)
 
 
 if __name__ == "__main__":

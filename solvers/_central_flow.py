@@ -97,6 +97,7 @@ class CentralFlowState(eqx.Module):
 
     grad: Float[Array, " n"]
     eigenvalues: Float[Array, " k"]
+    next_eigenvalue: Float[Array, ""]
     X: Float[Array, "k k"]
     G: Float[Array, "k k n"]
 
@@ -129,6 +130,7 @@ class _Central(AbstractDynamics):
         start = jax.random.normal(k_start, flat.shape, flat.dtype)
         vals, vecs = lanczos(matvec, start, self.iters, key=k_restart)
         lam, U = vals[: self.k], vecs[: self.k]
+        next_lam = vals[self.k] if self.k < vals.shape[0] else jnp.full((), -jnp.inf, vals.dtype)
 
         def g(ui, uj):
             d2 = lambda x: jnp.vdot(ui, jax.jvp(jax.grad(loss), (x,), (uj,))[1])
@@ -148,7 +150,7 @@ class _Central(AbstractDynamics):
         else:
             Gf = G.reshape(self.k * self.k, -1)
             X = psd_complementarity(Gf @ Gf.T, B, iters=self.qp_iters, support=critical)
-        return CentralFlowState(grad=grad, eigenvalues=lam, X=X, G=G)
+        return CentralFlowState(grad=grad, eigenvalues=lam, next_eigenvalue=next_lam, X=X, G=G)
 
     def vector_field(self, t, state, args):
         p = self.pieces(state)
@@ -162,6 +164,7 @@ class _Central(AbstractDynamics):
         obs["sharpness"] = p.eigenvalues[0]
         if self.k > 1:
             obs["hessian_eigenvalues"] = p.eigenvalues
+        obs["next_eigenvalue"] = p.next_eigenvalue
         obs["sigma2"] = trace
         obs["loss_averaged"] = self.dynamics.loss(state) + trace / self.lr
         return obs
@@ -178,7 +181,15 @@ class CentralFlow(AbstractMethod):
     central point $\theta(t)$ (its `"loss"` is $L(\theta)$) plus `"sharpness"`,
     `"sigma2"` ($\operatorname{tr}\Sigma$, the predicted variance of GD's oscillation)
     and `"loss_averaged"` ($L + \operatorname{tr}\Sigma/\eta$, the predicted
-    time-averaged GD loss); with `k > 1` also `"hessian_eigenvalues"`.
+    time-averaged GD loss), `"next_eigenvalue"` ($\lambda_{k+1}$, the largest eigenvalue
+    the flow does not control); with `k > 1` also `"hessian_eigenvalues"`.
+
+    Choose `k` at least the number of eigenvalues that reach $2/\eta$: once
+    $\lambda_{k+1}$ reaches it (watch `"next_eigenvalue"`), the flow pins whichever
+    eigenvector is on top, the top two swap back and forth, and the adaptive solver's
+    steps collapse (it ends with `"max_steps_reached"`). On the `discrete-gd`
+    experiment's network the top two eigenvalues reach the edge together: `k = 1`
+    stalls there and `k = 2` runs at normal cost.
 
     Every vector-field evaluation runs Lanczos (`iters` Hessian-vector products,
     from a fixed random start) and $k(k+1)/2$ third-derivative gradients.

@@ -181,6 +181,9 @@ def _flow_metrics(label, k0, cf, gf, gd_params, loss_gd_avg, lr, every, cfg):
         rel = np.abs(pred[ok] - ref[ok]) / ref[ok]
         dist = np.asarray(jnp.linalg.norm(tr["params"] - gd_params[k], axis=1))
         S = np.asarray(tr["sharpness"]) * lr / 2
+        extra = {}
+        if "next_eigenvalue" in tr.observables:
+            extra["max_uncaptured_eigenvalue_over_threshold"] = float(np.max(np.asarray(tr["next_eigenvalue"])) * lr / 2)
         out[name] = {
             "result": tr.result_name,
             "loss_rel_error_max": float(rel.max()),
@@ -191,6 +194,7 @@ def _flow_metrics(label, k0, cf, gf, gd_params, loss_gd_avg, lr, every, cfg):
             "param_distance_max": float(dist.max()),
             "sharpness_over_threshold_final": float(S[-1]),
             "solver_steps": int(tr.stats["num_steps"]),
+            **extra,
         }
     if cf.succeeded and gf.succeeded:
         out["distance_ratio_final"] = out["central_flow"]["param_distance_final"] / out["gradient_flow"]["param_distance_final"]
