@@ -56,7 +56,7 @@ def main():
         "| P | kernel + eigh + 101 predictions (s) |",
         "|---|---|",
     ]
-    Ps = (512, 1024, 1536) if args.quick else (512, 1024, 1536, 2048, 4096, 8192)
+    Ps = (512, 1024, 1536) if args.quick else (512, 1024, 1536, 2048, 4096, 8192, 10000)
     x_all = np.concatenate([np.asarray(data.x_train), np.asarray(data.x_test)])
     rng = np.random.default_rng(0)
     for P in Ps:

@@ -54,7 +54,7 @@ class Config:
     eos_sigma_w: float = 0.5
     eos_lr: float = 0.5
     eos_flow_time: float = 200.0
-    eos_k: int = 2
+    eos_k: int = 3
     eos_save_every: int = 4
     eos_window: int = 10
     eos_band: float = 0.1
@@ -309,9 +309,9 @@ def headline(metrics: dict) -> dict[str, str]:
         if r is None or "distance_ratio_final" not in r:
             continue
         cf, gf = r["central_flow"], r["gradient_flow"]
-        out[f"EoS from {label} (t={fmt(r['start_time'])}): loss error max / median, central vs gradient flow"] = (
-            f"{_pct(cf['loss_rel_error_max'])} / {_pct(cf['loss_rel_error_median'])} vs "
-            f"{_pct(gf['loss_rel_error_max'])} / {_pct(gf['loss_rel_error_median'])}"
+        out[f"EoS from {label} (t={fmt(r['start_time'])}): loss error max / median / time within 10%, central vs gradient flow"] = (
+            f"{_pct(cf['loss_rel_error_max'])} / {_pct(cf['loss_rel_error_median'])} / {_pct(cf['loss_within_band_fraction'])} vs "
+            f"{_pct(gf['loss_rel_error_max'])} / {_pct(gf['loss_rel_error_median'])} / {_pct(gf['loss_within_band_fraction'])}"
         )
         out[f"EoS from {label}: final distance to GD, central / gradient flow"] = f"{r['distance_ratio_final']:.2f}"
     return out
