@@ -216,6 +216,7 @@ def _plot_eos(cfg, t_gd, idx, gd_eigs, loss_gd, loss_gd_avg, runs, eos, gd_param
     ax.axhline(2 / lr, color="k", lw=0.8, label="2/η")
     if eos.onset_time is not None:
         ax.axvline(eos.onset_time, color="gray", lw=0.6, ls=":")
+    ax.set_yscale("log")
     ax.set_xlabel("flow time t = η·k")
     ax.set_ylabel("top Hessian eigenvalue")
     ax.legend(fontsize=7)
