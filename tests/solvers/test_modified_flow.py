@@ -11,24 +11,9 @@ import lmech.models as lm
 import lmech.solvers as ls
 import lmech.validation as lv
 from lmech.solvers._modified_flow import modified_vector_field
+from test_core import Decay  # dy/dt = -a y, with its loss
 
 TIGHT = ls.GradientFlow(solver=diffrax.Dopri8(), rtol=1e-12, atol=1e-14)
-
-
-class Decay(ls.AbstractDynamics):
-    a: jnp.ndarray
-
-    def init(self, *, key=None):
-        return jnp.ones_like(self.a)
-
-    def vector_field(self, t, y, args):
-        return -self.a * y
-
-    def loss(self, y):
-        return 0.5 * jnp.sum(self.a * y**2)
-
-    def observe(self, y):
-        return {"y": y}
 
 
 def test_linear_field_series_is_exact():
