@@ -6,7 +6,7 @@ method (`GradientFlow`, `GradientDescent`, `ClosedForm`, `ModifiedFlow`,
 on the flow-time axis $t = \\eta k$.
 """
 
-from ._central_flow import CentralFlow, psd_complementarity
+from ._central_flow import CentralFlow, psd_complementarity, psd_part
 from ._closed_form import ClosedForm
 from ._dynamics import AbstractDynamics
 from ._gradient_descent import GradientDescent
@@ -34,6 +34,7 @@ __all__ = [
     "hvp",
     "lanczos",
     "psd_complementarity",
+    "psd_part",
     "sharpness",
     "solve",
 ]

@@ -52,6 +52,33 @@ from ._methods import AbstractMethod
 from ._trajectory import Trajectory
 
 
+@jax.custom_jvp
+def psd_part(Y: Float[Array, "k k"]) -> Float[Array, "k k"]:
+    r"""The projection of a symmetric matrix onto the PSD cone, $V \max(\Lambda, 0) V^\top$.
+
+    Its derivative is the Daleckii–Krein (Löwner) formula
+    $dP = V\,[\Gamma \circ (V^\top dY\, V)]\,V^\top$ with divided differences
+    $\Gamma_{ij} = (f(\lambda_i) - f(\lambda_j))/(\lambda_i - \lambda_j)$, $f = \max(\cdot, 0)$
+    ($f'$ on ties), so it stays finite where eigenvalues coincide (e.g. $Y = 0$), where
+    differentiating through `eigh` gives NaN.
+    """
+    w, V = jnp.linalg.eigh(Y)
+    return (V * jnp.maximum(w, 0.0)) @ V.T
+
+
+@psd_part.defjvp
+def _psd_part_jvp(primals, tangents):
+    (Y,), (dY,) = primals, tangents
+    w, V = jnp.linalg.eigh(Y)
+    f = jnp.maximum(w, 0.0)
+    fp = (w > 0).astype(w.dtype)
+    diff = w[:, None] - w[None, :]
+    tie = jnp.abs(diff) <= 1e3 * jnp.finfo(w.dtype).eps * (1.0 + jnp.max(jnp.abs(w)))
+    gamma = jnp.where(tie, 0.5 * (fp[:, None] + fp[None, :]), (f[:, None] - f[None, :]) / jnp.where(tie, 1.0, diff))
+    dP = V @ (gamma * (V.T @ dY @ V)) @ V.T
+    return (V * f) @ V.T, dP
+
+
 def psd_complementarity(
     M: Float[Array, "kk kk"],
     B: Float[Array, "k k"],
@@ -76,9 +103,7 @@ def psd_complementarity(
     step = jnp.where(lip > 0, 1.0 / jnp.where(lip > 0, lip, 1.0), 0.0)
 
     def project(Y):
-        Y = 0.5 * (Y + Y.T) * D[:, None] * D[None, :]
-        w, V = jnp.linalg.eigh(Y)
-        return (V * jnp.maximum(w, 0.0)) @ V.T
+        return psd_part(0.5 * (Y + Y.T) * D[:, None] * D[None, :])
 
     def body(i, carry):
         X, Z, t = carry

@@ -79,9 +79,29 @@ def test_active_vector_field_relaxes_the_sharpness_at_rate_kappa(real):
     np.testing.assert_allclose(np.asarray(ravel_pytree(F2)[0]), np.asarray(ravel_pytree(F)[0]), rtol=1e-6, atol=1e-9)
 
 
-def test_central_flow_is_differentiable_in_eta(real):
+def test_psd_part_and_its_derivative():
+    key = jax.random.key(7)
+    A = jax.random.normal(key, (4, 4))
+    Y = A + A.T
+    dY = jax.random.normal(jax.random.fold_in(key, 1), (4, 4))
+    dY = dY + dY.T
+    P = ls.psd_part(Y)
+    w = np.linalg.eigvalsh(np.asarray(P))
+    assert w.min() > -1e-12
+    np.testing.assert_allclose(np.asarray(P - Y), np.asarray(ls.psd_part(-Y)), atol=1e-12)  # Moreau: Y = P(Y) - P(-Y)
+    h = 1e-6
+    fd = (ls.psd_part(Y + h * dY) - ls.psd_part(Y - h * dY)) / (2 * h)
+    np.testing.assert_allclose(np.asarray(jax.jvp(ls.psd_part, (Y,), (dY,))[1]), np.asarray(fd), atol=1e-7)
+    # ties (here Y = 0 and a repeated eigenvalue), where differentiating eigh gives NaN
+    for Y0 in (jnp.zeros((3, 3)), jnp.diag(jnp.array([1.0, 1.0, -2.0]))):
+        g = jax.grad(lambda y: jnp.sum(ls.psd_part(y) * dY[:3, :3]))(Y0)
+        assert np.all(np.isfinite(np.asarray(g)))
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_central_flow_is_differentiable_in_eta(real, k):
     def final_loss(lr):
-        return ls.solve(real, ls.CentralFlow(flow=ls.GradientFlow(rtol=1e-9, atol=1e-11)), lr=lr, steps=20)["loss"][-1]
+        return ls.solve(real, ls.CentralFlow(k=k, flow=ls.GradientFlow(rtol=1e-9, atol=1e-11)), lr=lr, steps=20)["loss"][-1]
 
     lr, h = 0.4, 1e-4
     g = float(jax.grad(final_loss)(lr))
