@@ -47,7 +47,7 @@ from jaxtyping import Array, ArrayLike, Float, PyTree, Scalar
 
 from ._dynamics import AbstractDynamics
 from ._gradient_flow import GradientFlow
-from ._hessian import _check_k, default_iters, lanczos
+from ._hessian import _check_k, default_iters, flat_hessian_ritz
 from ._methods import AbstractMethod
 from ._trajectory import Trajectory
 
@@ -149,11 +149,7 @@ class _Central(AbstractDynamics):
         flat, unravel = ravel_pytree(state)
         loss = lambda x: self.dynamics.loss(unravel(x))
         grad = jax.grad(loss)(flat)
-        matvec = lambda v: jax.jvp(jax.grad(loss), (flat,), (v,))[1]
-        key = jax.random.key(0) if self.key is None else self.key
-        k_start, k_restart = jax.random.split(key)
-        start = jax.random.normal(k_start, flat.shape, flat.dtype)
-        vals, vecs = lanczos(matvec, start, self.iters, key=k_restart)
+        vals, vecs = flat_hessian_ritz(loss, flat, self.iters, key=self.key)
         lam, U = vals[: self.k], vecs[: self.k]
         next_lam = vals[self.k] if self.k < vals.shape[0] else jnp.full((), -jnp.inf, vals.dtype)
 

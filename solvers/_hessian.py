@@ -136,16 +136,27 @@ def hessian_eigenpairs(
     iters = default_iters(k, n) if iters is None else iters
     if not k <= iters <= n:
         raise ValueError(f"hessian_eigenpairs: `iters` must be between k={k} and n={n}, got {iters}.")
-    key = jax.random.key(0) if key is None else key
-    flat_loss = lambda x: loss(unravel(x))
-    matvec = lambda v: jax.jvp(jax.grad(flat_loss), (flat,), (v,))[1]
-    k_start, key = jax.random.split(key)
-    if v0 is None:
-        start = jax.random.normal(k_start, (n,), flat.dtype)
-    else:
-        start = ravel_pytree(v0)[0].astype(flat.dtype)
-    vals, vecs = lanczos(matvec, start, iters, key=key)
+    start = None if v0 is None else ravel_pytree(v0)[0].astype(flat.dtype)
+    vals, vecs = flat_hessian_ritz(lambda x: loss(unravel(x)), flat, iters, start=start, key=key)
     return vals[:k], jax.vmap(unravel)(vecs[:k])
+
+
+def flat_hessian_ritz(
+    flat_loss: Callable[[Float[Array, " n"]], Scalar],
+    flat: Float[Array, " n"],
+    iters: int,
+    *,
+    start: Float[Array, " n"] | None = None,
+    key: Any = None,
+) -> tuple[Float[Array, " m"], Float[Array, "m n"]]:
+    """All `iters` Ritz pairs (descending) of the Hessian of `flat_loss` at `flat`,
+    from `start` or a random start vector drawn from `key` (default `key(0)`)."""
+    key = jax.random.key(0) if key is None else key
+    k_start, key = jax.random.split(key)
+    if start is None:
+        start = jax.random.normal(k_start, flat.shape, flat.dtype)
+    matvec = lambda v: jax.jvp(jax.grad(flat_loss), (flat,), (v,))[1]
+    return lanczos(matvec, start, iters, key=key)
 
 
 def sharpness(loss: Callable[[PyTree], Scalar], state: PyTree, *, iters: int | None = None, key: Any = None) -> Scalar:
