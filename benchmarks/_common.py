@@ -57,12 +57,22 @@ def machine() -> str:
 
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the section `## name` of RESULTS.md, atomically."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nWritten by the scripts in this folder; each owns one section.\n"
+    text = (
+        RESULTS.read_text()
+        if RESULTS.exists()
+        else "# Benchmark results\n\nWritten by the scripts in this folder; each owns one section.\n"
+    )
     stamp = datetime.date.today().isoformat()
-    cmd = "python " + " ".join([Path(sys.argv[0]).as_posix().split("/")[-2] + "/" + Path(sys.argv[0]).name] + sys.argv[1:])
+    cmd = "python " + " ".join(
+        [Path(sys.argv[0]).as_posix().split("/")[-2] + "/" + Path(sys.argv[0]).name] + sys.argv[1:]
+    )
     section = f"## {name}\n\n`{cmd}` — {stamp} — {machine()}\n\n{body.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    text = (
+        pattern.sub(lambda _: section + "\n", text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + section
+    )
     fd, tmp = tempfile.mkstemp(dir=RESULTS.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)

@@ -11,12 +11,11 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
+from _common import timed, write_section  # noqa: E402
 
 import lmech.models as lm  # noqa: E402
 import lmech.solvers as ls  # noqa: E402
 from lmech.validation import datasets  # noqa: E402
-
-from _common import timed, write_section  # noqa: E402
 
 
 def main():
@@ -29,7 +28,9 @@ def main():
     s = jnp.geomspace(3.0, 0.05, width)
     data = datasets.linear_teacher(s, width, width, width, key=jax.random.key(0))
     modes = lm.SaxeModes.from_dataset(data, depth, u0=1e-2)
-    net = lm.MLP(width, (width,) * (depth - 1), width, activation="linear", parameterization="standard", bias=False)
+    net = lm.MLP(
+        width, (width,) * (depth - 1), width, activation="linear", parameterization="standard", bias=False
+    )
     real = lm.Trained(net, data, params=lm.decoupled_init(net, modes, key=jax.random.key(1)))
     kw = dict(lr=lr, steps=steps, save_every=save_every, progress=False)
     rows = []
@@ -39,8 +40,14 @@ def main():
     rows.append(("SaxeModes, exact mode GD map", c_map, t_map))
     c_fl, t_fl, tr_fl = timed(lambda: ls.solve(modes, ls.GradientFlow(), **kw), repeats=5)
     rows.append(("SaxeModes, GradientFlow (Tsit5, rtol 1e-8)", c_fl, t_fl))
-    err_map = float(jnp.max(jnp.abs(tr_map["end_to_end"] - tr_full["end_to_end"])) / jnp.max(jnp.abs(tr_full["end_to_end"])))
-    err_fl = float(jnp.max(jnp.abs(tr_fl["end_to_end"] - tr_full["end_to_end"])) / jnp.max(jnp.abs(tr_full["end_to_end"])))
+    err_map = float(
+        jnp.max(jnp.abs(tr_map["end_to_end"] - tr_full["end_to_end"]))
+        / jnp.max(jnp.abs(tr_full["end_to_end"]))
+    )
+    err_fl = float(
+        jnp.max(jnp.abs(tr_fl["end_to_end"] - tr_full["end_to_end"]))
+        / jnp.max(jnp.abs(tr_full["end_to_end"]))
+    )
     lines = [
         f"Depth {depth}, width {width} ({width} modes), {steps} GD steps at η = {lr} (flow time {lr * steps:g}), "
         f"saving every {save_every}; float64. Warm time = median of repeated calls after the first (compiling) call.",

@@ -16,14 +16,12 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+from _common import timed, timed_interleaved, write_section  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
 import lmech.models as lm  # noqa: E402
 import lmech.solvers as ls  # noqa: E402
 from lmech.validation import datasets  # noqa: E402
-
-from _common import timed, timed_interleaved, write_section  # noqa: E402
 
 
 def flows(quick: bool) -> str:
@@ -35,10 +33,16 @@ def flows(quick: bool) -> str:
     n = ravel_pytree(real.init())[0].size
     gf = ls.GradientFlow(rtol=1e-6, atol=1e-9)
     fns = {
-        "real GD (lax.scan)": lambda: ls.solve(real, ls.GradientDescent(), lr=lr, steps=steps, save_every=steps),
+        "real GD (lax.scan)": lambda: ls.solve(
+            real, ls.GradientDescent(), lr=lr, steps=steps, save_every=steps
+        ),
         "gradient flow (Tsit5, rtol 1e-6)": lambda: ls.solve(real, gf, lr=lr, steps=steps, save_every=steps),
-        "central flow, k = 2": lambda: ls.solve(real, ls.CentralFlow(k=2), lr=lr, steps=steps, save_every=steps),
-        "central flow, k = 3": lambda: ls.solve(real, ls.CentralFlow(k=3), lr=lr, steps=steps, save_every=steps),
+        "central flow, k = 2": lambda: ls.solve(
+            real, ls.CentralFlow(k=2), lr=lr, steps=steps, save_every=steps
+        ),
+        "central flow, k = 3": lambda: ls.solve(
+            real, ls.CentralFlow(k=3), lr=lr, steps=steps, save_every=steps
+        ),
     }
     res = timed_interleaved(fns, repeats=1 if quick else 2)
     base = res["real GD (lax.scan)"][1]
@@ -82,7 +86,9 @@ def lanczos_vs_dense(quick: bool) -> str:
         lanczos = jax.jit(lambda q: ls.sharpness(real.loss, q))
         _, t_l, s_l = timed(lambda: lanczos(p), repeats=3)
         if n <= 9_000:
-            dense = jax.jit(lambda x: jnp.linalg.eigvalsh(jax.hessian(lambda y: real.loss(unravel(y)))(x))[-1])
+            dense = jax.jit(
+                lambda x: jnp.linalg.eigvalsh(jax.hessian(lambda y: real.loss(unravel(y)))(x))[-1]
+            )
             _, t_d, s_d = timed(lambda: dense(flat), repeats=1 if n > 5000 else 3)
             err = abs(float(s_l) - float(s_d)) / abs(float(s_d))
             rows.append(f"| {n} | {t_l:.4f} | {t_d:.3f} | {t_d / t_l:.0f}× | {err:.1e} |")
@@ -95,7 +101,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    body = "### Central flow vs real GD\n\n" + flows(args.quick) + "\n\n### Lanczos vs dense Hessian\n\n" + lanczos_vs_dense(args.quick)
+    body = (
+        "### Central flow vs real GD\n\n"
+        + flows(args.quick)
+        + "\n\n### Lanczos vs dense Hessian\n\n"
+        + lanczos_vs_dense(args.quick)
+    )
     print(body)
     write_section("Discrete GD: central flow and Lanczos", body)
 

@@ -12,12 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _common import timed_interleaved, write_section
 
 import lmech.models as lm
 import lmech.solvers as ls
 from lmech.validation import datasets
-
-from _common import timed_interleaved, write_section
 
 
 def bench(dtype64: bool, steps: int, save_every: int, repeats: int):
@@ -77,7 +76,8 @@ def bench(dtype64: bool, steps: int, save_every: int, repeats: int):
         {"lmech": lmech_run, "optax_scan": lambda: optax_scan(p0), "optax_loop": optax_loop}, repeats=repeats
     )
     diff = max(
-        float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(res["lmech"][2][0]), jax.tree.leaves(res["optax_scan"][2][0]))
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jax.tree.leaves(res["lmech"][2][0]), jax.tree.leaves(res["optax_scan"][2][0]))
     )
     loss0, lossT = float(res["lmech"][2][1]["loss"][0]), float(res["lmech"][2][1]["loss"][-1])
     return res, diff, loss0, lossT

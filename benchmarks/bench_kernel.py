@@ -15,16 +15,17 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
+from _common import timed, write_section  # noqa: E402
 
 import lmech.models as lm  # noqa: E402
 import lmech.solvers as ls  # noqa: E402
 from lmech.validation import datasets  # noqa: E402
 
-from _common import timed, write_section  # noqa: E402
-
 
 def predictions(lin):
-    return ls.solve(lin, ls.ClosedForm(), lr=1.0, steps=100, save_every=1, progress=False).observables["f_test"]
+    return ls.solve(lin, ls.ClosedForm(), lr=1.0, steps=100, save_every=1, progress=False).observables[
+        "f_test"
+    ]
 
 
 def job(net, data, block_size=None):
@@ -73,11 +74,18 @@ def main():
     params = net.init(jax.random.key(2))
     real = lm.Trained(net, small, params=params)
     steps = 200 if args.quick else 1000
-    _, t_train, _ = timed(lambda: ls.solve(real, ls.GradientDescent(), lr=0.5, steps=steps, save_every=steps // 100, progress=False).observables["f_test"], repeats=1)
+    _, t_train, _ = timed(
+        lambda: ls.solve(
+            real, ls.GradientDescent(), lr=0.5, steps=steps, save_every=steps // 100, progress=False
+        ).observables["f_test"],
+        repeats=1,
+    )
 
     def theory():
         lin = lm.Linearized.from_network(net, small, kernel="analytic", params=params)
-        return ls.solve(lin, ls.ClosedForm(discrete=True), lr=0.5, steps=steps, save_every=steps // 100, progress=False).observables["f_test"]
+        return ls.solve(
+            lin, ls.ClosedForm(discrete=True), lr=0.5, steps=steps, save_every=steps // 100, progress=False
+        ).observables["f_test"]
 
     _, t_theory, _ = timed(theory, repeats=3)
     lines += [

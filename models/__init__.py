@@ -10,8 +10,8 @@ from ._deep_linear import (
     target_modes,
 )
 from ._empirical_ntk import empirical_ntk, ntk_vector_product
-from ._ensemble import infinite_ensemble
 from ._end_to_end import EndToEnd, balancedness, balancedness_drift
+from ._ensemble import infinite_ensemble
 from ._kernels import analytic_kernels, analytic_nngp, analytic_ntk
 from ._linearized import Linearized
 from ._losses import cross_entropy, mse

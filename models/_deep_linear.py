@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,9 +57,7 @@ class SaxeModes(AbstractDynamics):
         if a0.ndim == 1:
             a0 = a0[None]
         if a0.ndim != 2 or a0.shape[1] != s.shape[0]:
-            raise ValueError(
-                f"SaxeModes: `a0` must have shape (depth, {s.shape[0]}), got {a0.shape}."
-            )
+            raise ValueError(f"SaxeModes: `a0` must have shape (depth, {s.shape[0]}), got {a0.shape}.")
         if a0.shape[0] < 1:
             raise ValueError("SaxeModes: depth must be >= 1.")
         if not isinstance(s, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(s))):
@@ -80,7 +77,7 @@ class SaxeModes(AbstractDynamics):
 
     # -- constructors -------------------------------------------------------------
     @classmethod
-    def balanced(cls, s, u0, depth: int, **kwargs) -> "SaxeModes":
+    def balanced(cls, s, u0, depth: int, **kwargs) -> SaxeModes:
         r"""Balanced modes: every layer has strength $u_0^{1/N}$ (needs $u_0 > 0$)."""
         depth = _check_depth(depth)
         s = jnp.asarray(s)
@@ -93,7 +90,7 @@ class SaxeModes(AbstractDynamics):
     @classmethod
     def from_dataset(
         cls, data: Dataset, depth: int, *, u0=None, a0=None, whitened_atol: float = 1e-6
-    ) -> "SaxeModes":
+    ) -> SaxeModes:
         r"""Modes of $\Sigma_{yx} = U S V^\top$ for whitened data.
 
         Give either `u0` (balanced initial end-to-end strengths, scalar or per mode)
@@ -225,9 +222,7 @@ def target_modes(data: Dataset, *, whitened_atol: float = 1e-6):
     return U, s, Vt.T, 0.5 * (syy - jnp.sum(s**2))
 
 
-def decoupled_init(
-    network: MLP, modes: SaxeModes, *, key: Any
-) -> tuple[tuple[Array, None], ...]:
+def decoupled_init(network: MLP, modes: SaxeModes, *, key: Any) -> tuple[tuple[Array, None], ...]:
     r"""Parameters of a linear `network` in the decoupled form of `modes`:
     $W_1 = R_1 D_1 V^\top$, $W_l = R_l D_l R_{l-1}^\top$, $W_N = U D_N R_{N-1}^\top$ with
     random orthonormal $R_l$ (keyword `key`) and $D_l = \mathrm{diag}(a_{l})$."""
@@ -242,7 +237,9 @@ def decoupled_init(
         raise ValueError("decoupled_init: the modes need their basis (build them with from_dataset).")
     m = modes.s.shape[0]
     if any(w < m for w in network.widths):
-        raise ValueError(f"decoupled_init: every hidden width must be >= the {m} modes, got {network.widths}.")
+        raise ValueError(
+            f"decoupled_init: every hidden width must be >= the {m} modes, got {network.widths}."
+        )
     if network.readout != 1.0:
         raise ValueError("decoupled_init: needs readout=1.")
     return factor_chain(modes.U, modes.a0, modes.V, network.widths, key=key)
@@ -263,9 +260,6 @@ def _orthonormal_columns(key, n: int, m: int, dtype) -> Array:
     q, r = jnp.linalg.qr(jax.random.normal(key, (n, n), dtype=dtype))
     q = q * jnp.sign(jnp.diag(r))  # Haar-distributed
     return q[:, :m]
-
-
-
 
 
 def effective_initial_strengths(W1, W2, U, V, *, rule: str = "orthogonalized") -> Array:
@@ -293,4 +287,6 @@ def effective_initial_strengths(W1, W2, U, V, *, rule: str = "orthogonalized") -
     if rule == "orthogonalized":
         Q, T = jnp.linalg.qr(R)  # Gram–Schmidt in column order
         return jnp.diag(T) ** 2
-    raise ValueError(f"effective_initial_strengths: unknown rule {rule!r}; use 'projected' or 'orthogonalized'.")
+    raise ValueError(
+        f"effective_initial_strengths: unknown rule {rule!r}; use 'projected' or 'orthogonalized'."
+    )

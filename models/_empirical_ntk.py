@@ -9,7 +9,7 @@ and `apply_fn = lambda p, x: jax.vmap(eqx.combine(p, static))(x)`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -30,7 +30,9 @@ def _jac_block(apply_fn, params, x1, x2):
     return sum(terms)
 
 
-def ntk_vector_product(apply_fn: Callable, params: PyTree, x1: Array, v: Array, x2: Array | None = None) -> Array:
+def ntk_vector_product(
+    apply_fn: Callable, params: PyTree, x1: Array, v: Array, x2: Array | None = None
+) -> Array:
     r"""$\Theta(x_1, x_2)\,v$ without forming Θ: one vjp at `x2` ($J_2^\top v$) and one jvp
     at `x1`. `v` has the shape of `apply_fn(params, x2)`; `x2` defaults to `x1`."""
     x2 = x1 if x2 is None else x2
@@ -76,7 +78,9 @@ def empirical_ntk(
     sym = x2 is None
     x2 = x1 if sym else jnp.asarray(x2)
     if x1.ndim < 2 or x2.ndim < 2 or x1.shape[1:] != x2.shape[1:]:
-        raise ValueError(f"empirical_ntk: x1 {x1.shape} and x2 {x2.shape} must be batches with the same feature shape.")
+        raise ValueError(
+            f"empirical_ntk: x1 {x1.shape} and x2 {x2.shape} must be batches with the same feature shape."
+        )
     for name, x in (("x1", x1), ("x2", x2)):
         if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
             raise ValueError(f"empirical_ntk: `{name}` contains NaN or inf.")

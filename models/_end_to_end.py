@@ -3,7 +3,8 @@ and balancedness diagnostics."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import equinox as eqx
 import jax

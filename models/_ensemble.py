@@ -29,16 +29,20 @@ def infinite_ensemble(
     steps=None,
     lr=None,
     block_size: int | None = None,
-) -> dict[str, Float[Array, "..."]]:
+) -> dict[str, Float[Array, ...]]:
     """Mean `(Q, k)` and covariance `(Q, Q)` (shared by the k outputs) of the test outputs
     of the infinite ensemble of linearized `net`s trained with MSE on `data`: by
     gradient flow to time `t`, or by `steps` steps of gradient descent at `lr`."""
     if (t is None) == (steps is None):
-        raise ValueError("infinite_ensemble: give the flow time `t`, or `steps` and `lr` for gradient descent.")
+        raise ValueError(
+            "infinite_ensemble: give the flow time `t`, or `steps` and `lr` for gradient descent."
+        )
     if steps is not None and lr is None:
         raise ValueError("infinite_ensemble: gradient descent needs `lr`.")
     if net.parameterization != "ntk":
-        raise ValueError("infinite_ensemble: the NTK-GP needs parameterization='ntk' (a width-independent kernel).")
+        raise ValueError(
+            "infinite_ensemble: the NTK-GP needs parameterization='ntk' (a width-independent kernel)."
+        )
     tr = analytic_kernels(net, data.x_train, block_size=block_size)
     st = analytic_kernels(net, data.x_test, data.x_train, block_size=block_size)
     ss = analytic_kernels(net, data.x_test, block_size=block_size)

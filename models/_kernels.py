@@ -17,8 +17,6 @@ Kernels are for one output; with `out_size = k` the kernel is $\Theta \otimes I_
 
 from __future__ import annotations
 
-
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,7 +37,9 @@ def _expectations(act: str, k11, k22, k12, nodes: int):
     if act == "relu":
         rho = jnp.clip(k12 / safe, -1.0, 1.0)
         theta = jnp.arccos(rho)
-        e_phi = jnp.where(norm > 0, norm * (jnp.sin(theta) + (jnp.pi - theta) * jnp.cos(theta)) / (2 * jnp.pi), 0.0)
+        e_phi = jnp.where(
+            norm > 0, norm * (jnp.sin(theta) + (jnp.pi - theta) * jnp.cos(theta)) / (2 * jnp.pi), 0.0
+        )
         return e_phi, (jnp.pi - theta) / (2 * jnp.pi)
     if act == "erf":
         a, b = 1 + 2 * k11, 1 + 2 * k22
@@ -139,7 +139,9 @@ def analytic_kernels(
         return {"nngp": k, "ntk": t}
     rows_k, rows_t = [], []
     for i in range(0, x1.shape[0], block_size):
-        ks, ts = zip(*(fn(x1[i : i + block_size], x2[j : j + block_size]) for j in range(0, x2.shape[0], block_size)))
+        ks, ts = zip(
+            *(fn(x1[i : i + block_size], x2[j : j + block_size]) for j in range(0, x2.shape[0], block_size))
+        )
         rows_k.append(jnp.concatenate(ks, axis=1))
         rows_t.append(jnp.concatenate(ts, axis=1))
     return {"nngp": jnp.concatenate(rows_k), "ntk": jnp.concatenate(rows_t)}
@@ -153,6 +155,3 @@ def analytic_ntk(net: MLP, x1, x2=None, **kwargs) -> Float[Array, "P1 P2"]:
 def analytic_nngp(net: MLP, x1, x2=None, **kwargs) -> Float[Array, "P1 P2"]:
     """The infinite-width NNGP kernel K(x1, x2) of the spec (see `analytic_kernels`)."""
     return analytic_kernels(net, x1, x2, **kwargs)["nngp"]
-
-
-

@@ -81,7 +81,9 @@ class Linearized(AbstractDynamics):
         ntk_train, ntk_test_train = jnp.asarray(ntk_train), jnp.asarray(ntk_test_train)
         if ntk_train.shape == (P, P):
             if ntk_test_train.shape != (Q, P):
-                raise ValueError(f"Linearized: ntk_test_train must have shape {(Q, P)}, got {ntk_test_train.shape}.")
+                raise ValueError(
+                    f"Linearized: ntk_test_train must have shape {(Q, P)}, got {ntk_test_train.shape}."
+                )
             mat = ntk_train
         elif ntk_train.shape == (P, k, P, k):
             if ntk_test_train.shape != (Q, k, P, k):
@@ -94,7 +96,12 @@ class Linearized(AbstractDynamics):
                 f"Linearized: ntk_train must have shape (P, P) = {(P, P)} or (P, k, P, k) = "
                 f"{(P, k, P, k)}, got {ntk_train.shape}."
             )
-        for name, a in (("ntk_train", ntk_train), ("ntk_test_train", ntk_test_train), ("f0_train", f0_train), ("f0_test", f0_test)):
+        for name, a in (
+            ("ntk_train", ntk_train),
+            ("ntk_test_train", ntk_test_train),
+            ("f0_train", f0_train),
+            ("f0_test", f0_test),
+        ):
             if not isinstance(a, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(a))):
                 raise ValueError(f"Linearized: `{name}` contains NaN or inf.")
         lam, vec = jnp.linalg.eigh(0.5 * (mat + mat.T))
@@ -118,7 +125,7 @@ class Linearized(AbstractDynamics):
         loss: str = "mse",
         block_size: int | None = None,
         output: str = "trace",
-    ) -> "Linearized":
+    ) -> Linearized:
         r"""The linearized model of `net` on `data`.
 
         - `kernel="analytic"`: the infinite-width NTK of the spec (shared over outputs).
@@ -141,9 +148,13 @@ class Linearized(AbstractDynamics):
             if params is None:
                 raise ValueError("Linearized.from_network: kernel='empirical' needs `key=` or `params=`.")
             ntk = empirical_ntk(net.apply, params, data.x_train, output=output, block_size=block_size)
-            ntk_star = empirical_ntk(net.apply, params, data.x_test, data.x_train, output=output, block_size=block_size)
+            ntk_star = empirical_ntk(
+                net.apply, params, data.x_test, data.x_train, output=output, block_size=block_size
+            )
         else:
-            raise ValueError(f"Linearized.from_network: kernel must be 'analytic' or 'empirical', got {kernel!r}.")
+            raise ValueError(
+                f"Linearized.from_network: kernel must be 'analytic' or 'empirical', got {kernel!r}."
+            )
         if params is None:
             f0, f0s = jnp.zeros_like(data.y_train), jnp.zeros_like(data.y_test)
         else:
@@ -175,7 +186,9 @@ class Linearized(AbstractDynamics):
 
     def _apply_test(self, g):
         Q = self.y_test.shape[0]
-        mat = self.ntk_test_train if self.shared else self.ntk_test_train.reshape(Q * self.y_test.shape[1], -1)
+        mat = (
+            self.ntk_test_train if self.shared else self.ntk_test_train.reshape(Q * self.y_test.shape[1], -1)
+        )
         return self._unflat(mat @ self._flat(g), Q)
 
     def ntk_train_matrix(self) -> Array:
@@ -230,6 +243,8 @@ class Linearized(AbstractDynamics):
         lam_safe = jnp.where(self.eigvals > 0, self.eigvals, 1.0)
         # (1 - (1 - ηλ/P)^k) / λ, written with expm1/log1p where the base is in (0, 1]
         stable = (base > 0) & (self.eigvals > 0)
-        one_minus = jnp.where(stable, -jnp.expm1(k * jnp.log1p(-lr * jnp.where(stable, self.eigvals, 0.0) / P)), 1.0 - decay)
+        one_minus = jnp.where(
+            stable, -jnp.expm1(k * jnp.log1p(-lr * jnp.where(stable, self.eigvals, 0.0) / P)), 1.0 - decay
+        )
         growth = jnp.where(self.eigvals > 0, one_minus / lam_safe, k * lr / P)
         return self._spectral(decay, growth)

@@ -83,8 +83,7 @@ class MLP(eqx.Module):
             )
         if self.parameterization not in PARAMETERIZATIONS:
             raise ValueError(
-                f"MLP: unknown parameterization {self.parameterization!r}; choose one of "
-                f"{PARAMETERIZATIONS}."
+                f"MLP: unknown parameterization {self.parameterization!r}; choose one of {PARAMETERIZATIONS}."
             )
         if not (math.isfinite(self.sigma_w) and self.sigma_w > 0):
             raise ValueError(f"MLP: `sigma_w` must be positive, got {self.sigma_w}.")
@@ -131,8 +130,7 @@ class MLP(eqx.Module):
         """Evaluate the network on `x` of shape `(..., in_size)`."""
         if x.shape[-1] != self.in_size:
             raise ValueError(
-                f"MLP.apply: inputs have {x.shape[-1]} features, the network expects "
-                f"in_size={self.in_size}."
+                f"MLP.apply: inputs have {x.shape[-1]} features, the network expects in_size={self.in_size}."
             )
         phi = get_activation(self.activation)
         h = x
@@ -151,9 +149,7 @@ class MLP(eqx.Module):
     def end_to_end(self, params: Params) -> Float[Array, "k d"]:
         r"""$W = r\, W_{L+1} \cdots W_1$ for a linear network without biases."""
         if not self.is_linear:
-            raise ValueError(
-                "MLP.end_to_end: only defined for activation='linear' without biases."
-            )
+            raise ValueError("MLP.end_to_end: only defined for activation='linear' without biases.")
         ws = self.effective_weights(params)
         out = ws[0]
         for w in ws[1:]:

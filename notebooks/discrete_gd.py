@@ -51,14 +51,24 @@ data = lv.datasets.digits(SIZE, 16, key=jax.random.key(0))
 net = lm.MLP(64, (8,), 1, activation="tanh", parameterization="standard")
 real = ls.Recorded(lm.Trained(net, data, key=jax.random.key(1)), sharpness=False, params=True)
 tight = ls.GradientFlow(solver=diffrax.Dopri8(), rtol=1e-12, atol=1e-14)
-methods = {"gradient flow": tight, "modified, order 1": ls.ModifiedFlow(1, tight), "modified, order 2": ls.ModifiedFlow(2, tight)}
+methods = {
+    "gradient flow": tight,
+    "modified, order 1": ls.ModifiedFlow(1, tight),
+    "modified, order 2": ls.ModifiedFlow(2, tight),
+}
 lrs = np.array([0.2, 0.1, 0.05, 0.025])
 errors = {m: [] for m in methods}
 for lr in lrs:
     steps = int(round(1.0 / lr))
     gd = ls.solve(real, ls.GradientDescent(), lr=lr, steps=steps, save_every=steps)["params"][-1]
     for m, method in methods.items():
-        errors[m].append(float(jnp.linalg.norm(ls.solve(real, method, lr=lr, steps=steps, save_every=steps)["params"][-1] - gd)))
+        errors[m].append(
+            float(
+                jnp.linalg.norm(
+                    ls.solve(real, method, lr=lr, steps=steps, save_every=steps)["params"][-1] - gd
+                )
+            )
+        )
 fig, ax = plt.subplots(figsize=(5.5, 3.8))
 for m, e in errors.items():
     _, slope = lv.plot.loglog_fit(lrs, e, ax=ax, label=m)
@@ -91,8 +101,12 @@ eos_net = lm.MLP(64, (8, 8), 1, activation="tanh", parameterization="standard", 
 trained = lm.Trained(eos_net, eos_data, key=jax.random.key(1))
 lr, steps = 0.4, 100
 gd = ls.solve(ls.Recorded(trained, params=True), ls.GradientDescent(), lr=lr, steps=steps, save_every=1)
-cf = ls.solve(ls.Recorded(trained, sharpness=False, params=True), ls.CentralFlow(k=2), lr=lr, steps=steps, save_every=4)
-gf = ls.solve(ls.Recorded(trained, params=True), ls.GradientFlow(rtol=1e-6, atol=1e-9), lr=lr, steps=steps, save_every=4)
+cf = ls.solve(
+    ls.Recorded(trained, sharpness=False, params=True), ls.CentralFlow(k=2), lr=lr, steps=steps, save_every=4
+)
+gf = ls.solve(
+    ls.Recorded(trained, params=True), ls.GradientFlow(rtol=1e-6, atol=1e-9), lr=lr, steps=steps, save_every=4
+)
 eos = lv.edge_of_stability(gd.times, gd["sharpness"], lr)
 print("GD crosses 2/η at t =", eos.crossing_time)
 
@@ -119,7 +133,9 @@ for name, tr in (("central flow", cf), ("gradient flow", gf)):
 # Lanczos and the complementarity problem, against central finite differences.
 
 # %%
-short = lambda lr: ls.solve(trained, ls.CentralFlow(flow=ls.GradientFlow(rtol=1e-9, atol=1e-11)), lr=lr, steps=20)["loss"][-1]
+short = lambda lr: ls.solve(
+    trained, ls.CentralFlow(flow=ls.GradientFlow(rtol=1e-9, atol=1e-11)), lr=lr, steps=20
+)["loss"][-1]
 g = jax.grad(short)(0.4)
 h = 1e-4
 fd = (short(0.4 + h) - short(0.4 - h)) / (2 * h)

@@ -81,7 +81,9 @@ flow = ls.solve(lin, ls.ClosedForm(), lr=lr_big, steps=100, save_every=2)
 for name, tr in (("exact GD map", gd_map), ("gradient flow", flow)):
     err = lv.compare(tr, trained).max_relative_error["f_test"]
     print(f"{name:14s} vs real GD: max relative test-output error {float(err):.3f}")
-lv.plot.trajectories({"real GD": trained, "GD map": gd_map, "flow": flow}, "loss", styles={"GD map": "--", "flow": ":"})
+lv.plot.trajectories(
+    {"real GD": trained, "GD map": gd_map, "flow": flow}, "loss", styles={"GD map": "--", "flow": ":"}
+)
 plt.yscale("log")
 plt.show()
 

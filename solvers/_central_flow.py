@@ -74,7 +74,9 @@ def _psd_part_jvp(primals, tangents):
     fp = (w > 0).astype(w.dtype)
     diff = w[:, None] - w[None, :]
     tie = jnp.abs(diff) <= 1e3 * jnp.finfo(w.dtype).eps * (1.0 + jnp.max(jnp.abs(w)))
-    gamma = jnp.where(tie, 0.5 * (fp[:, None] + fp[None, :]), (f[:, None] - f[None, :]) / jnp.where(tie, 1.0, diff))
+    gamma = jnp.where(
+        tie, 0.5 * (fp[:, None] + fp[None, :]), (f[:, None] - f[None, :]) / jnp.where(tie, 1.0, diff)
+    )
     dP = V @ (gamma * (V.T @ dY @ V)) @ V.T
     return (V * f) @ V.T, dP
 
@@ -269,7 +271,14 @@ class CentralFlow(AbstractMethod):
         if not self.k <= iters <= n:
             raise ValueError(f"CentralFlow: `iters` must be between k={self.k} and n={n}, got {iters}.")
         return _Central(
-            dynamics, jnp.asarray(lr), self.k, iters, float(self.stiffness), float(self.threshold), self.qp_iters, self.key
+            dynamics,
+            jnp.asarray(lr),
+            self.k,
+            iters,
+            float(self.stiffness),
+            float(self.threshold),
+            self.qp_iters,
+            self.key,
         )
 
     def run(

@@ -58,12 +58,12 @@ class ClosedForm(AbstractMethod):
         names = tuple(sorted(obs))
         obs0 = {n: obs[n][0] for n in names}
         bound = self.divergence_threshold * (1.0 + observable_scales(obs0, names))
-        bad_nonfinite = jax.vmap(
-            lambda i: first_exceeding({n: obs[n][i] for n in names}, names, jnp.inf)
-        )(jnp.arange(step_idx.size))
-        bad_big = jax.vmap(
-            lambda i: first_exceeding({n: obs[n][i] for n in names}, names, bound)
-        )(jnp.arange(step_idx.size))
+        bad_nonfinite = jax.vmap(lambda i: first_exceeding({n: obs[n][i] for n in names}, names, jnp.inf))(
+            jnp.arange(step_idx.size)
+        )
+        bad_big = jax.vmap(lambda i: first_exceeding({n: obs[n][i] for n in names}, names, bound))(
+            jnp.arange(step_idx.size)
+        )
         any_nonfinite, which_nf = bad_nonfinite
         any_big, which_big = bad_big
         first_nf = jnp.argmax(any_nonfinite)
@@ -74,10 +74,10 @@ class ClosedForm(AbstractMethod):
         nf_first = has_nf & (~has_big | (first_nf <= first_big))
         code = jnp.where(nf_first, NONFINITE, jnp.where(has_big, DIVERGED, SUCCESSFUL))
         fail_idx = jnp.where(nf_first, first_nf, jnp.where(has_big, first_big, -1))
-        fail_obs = jnp.where(
-            nf_first, which_nf[first_nf], jnp.where(has_big, which_big[first_big], -1)
+        fail_obs = jnp.where(nf_first, which_nf[first_nf], jnp.where(has_big, which_big[first_big], -1))
+        keep_upto = jnp.where(
+            code == NONFINITE, fail_idx - 1, jnp.where(code == DIVERGED, fail_idx, step_idx.size)
         )
-        keep_upto = jnp.where(code == NONFINITE, fail_idx - 1, jnp.where(code == DIVERGED, fail_idx, step_idx.size))
         keep = jnp.arange(step_idx.size) <= keep_upto
         observables = {n: nan_after(obs[n], keep) for n in names}
         final_state = state_at(jnp.asarray(steps))

@@ -76,8 +76,7 @@ class AbstractDynamics(eqx.Module):
     def closed_form(self, t: Scalar) -> PyTree:
         """The exact gradient-flow state at flow time `t`."""
         raise NotImplementedError(
-            f"{type(self).__name__} has no closed-form flow solution; use "
-            "GradientFlow() to integrate it."
+            f"{type(self).__name__} has no closed-form flow solution; use GradientFlow() to integrate it."
         )
 
     def closed_form_steps(self, k: ArrayLike, lr: ArrayLike) -> PyTree:

@@ -97,9 +97,7 @@ class GradientDescent(AbstractMethod):
         carry, saved = jax.lax.scan(one_save, carry0, jnp.arange(n_saves))
         state, k, code, fail_step, fail_obs, meter_state = carry
         meter.close(meter_state)
-        observables = {
-            n: jnp.concatenate([jnp.asarray(obs0[n])[None], saved[n]]) for n in names
-        }
+        observables = {n: jnp.concatenate([jnp.asarray(obs0[n])[None], saved[n]]) for n in names}
         step_idx = jnp.arange(n_saves + 1) * save_every
         completed = jnp.where(code == SUCCESSFUL, k, fail_step)
         return Trajectory(
@@ -122,4 +120,3 @@ def _meter(progress: bool, n: int) -> diffrax.AbstractProgressMeter:
     if progress and n > 1:
         return diffrax.TqdmProgressMeter(refresh_steps=max(1, n // 100))
     return diffrax.NoProgressMeter()
-

@@ -116,9 +116,7 @@ class GradientFlow(AbstractMethod):
         # The first saved point that is past the failure, and which observable misbehaves.
         fail_step = jnp.where(code == SUCCESSFUL, -1, jnp.ceil(t_end / lr).astype(step_idx.dtype))
         last = jnp.maximum(jnp.sum(reached) - 1, 0)
-        bad, which = first_exceeding(
-            {n: observables[n][last] for n in names}, names, jnp.inf
-        )
+        bad, which = first_exceeding({n: observables[n][last] for n in names}, names, jnp.inf)
         fail_obs = jnp.where((code == NONFINITE) & bad, which, -1)
         stats = {
             "num_steps": sol.stats["num_steps"],
@@ -137,4 +135,3 @@ class GradientFlow(AbstractMethod):
             method="GradientFlow",
             observable_names=names,
         )
-

@@ -8,7 +8,8 @@ of one product is a small multiple of one gradient and the memory is
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -159,6 +160,8 @@ def flat_hessian_ritz(
     return lanczos(matvec, start, iters, key=key)
 
 
-def sharpness(loss: Callable[[PyTree], Scalar], state: PyTree, *, iters: int | None = None, key: Any = None) -> Scalar:
+def sharpness(
+    loss: Callable[[PyTree], Scalar], state: PyTree, *, iters: int | None = None, key: Any = None
+) -> Scalar:
     r"""$S(\theta) = \lambda_{\max}(\nabla^2 L(\theta))$, by Lanczos (see `hessian_eigenpairs`)."""
     return hessian_eigenpairs(loss, state, 1, iters=iters, key=key)[0][0]

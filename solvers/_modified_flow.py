@@ -36,7 +36,9 @@ def _axpy(a, x: PyTree, y: PyTree) -> PyTree:
     return jax.tree.map(lambda xi, yi: a * xi + yi, x, y)
 
 
-def modified_vector_field(dynamics: AbstractDynamics, lr: ArrayLike, order: int, t, state: PyTree, args: Any) -> PyTree:
+def modified_vector_field(
+    dynamics: AbstractDynamics, lr: ArrayLike, order: int, t, state: PyTree, args: Any
+) -> PyTree:
     r"""$\tilde F(s)$ of `ModifiedFlow` truncated after the $\eta^{\rm order}$ term."""
     f = lambda s: dynamics.vector_field(t, s, args)
     F = f(state)
@@ -96,7 +98,9 @@ class ModifiedFlow(AbstractMethod):
         if self.order not in ORDERS:
             raise ValueError(f"ModifiedFlow: `order` must be one of {ORDERS}, got {self.order!r}.")
         if not isinstance(self.flow, GradientFlow):
-            raise TypeError("ModifiedFlow: `flow` must be a GradientFlow (it sets the solver and tolerances).")
+            raise TypeError(
+                "ModifiedFlow: `flow` must be a GradientFlow (it sets the solver and tolerances)."
+            )
 
     def run(
         self,

@@ -11,7 +11,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def _modules():
     mods = []
-    for pkg, folder in (("lmech.solvers", "solvers"), ("lmech.models", "models"), ("lmech.validation", "validation")):
+    for pkg, folder in (
+        ("lmech.solvers", "solvers"),
+        ("lmech.models", "models"),
+        ("lmech.validation", "validation"),
+    ):
         for p in sorted((ROOT / folder).rglob("*.py")):
             rel = p.relative_to(ROOT / folder).with_suffix("")
             parts = [x for x in rel.parts if x != "__init__"]
@@ -23,7 +27,18 @@ def test_wheel_contains_every_module(tmp_path):
     pytest.importorskip("setuptools")
     wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(ROOT),
+        ],
         check=True,
         cwd=tmp_path,
     )

@@ -48,7 +48,9 @@ def edge_of_stability(times, sharpness, lr: float, *, band: float = 0.1) -> Edge
     if not lr > 0:
         raise ValueError(f"edge_of_stability: `lr` must be positive, got {lr}.")
     if t.shape != s.shape or t.ndim != 1:
-        raise ValueError(f"edge_of_stability: `times` {t.shape} and `sharpness` {s.shape} must be 1-D and match.")
+        raise ValueError(
+            f"edge_of_stability: `times` {t.shape} and `sharpness` {s.shape} must be 1-D and match."
+        )
     if not (np.all(np.isfinite(t)) and np.all(np.isfinite(s))):
         raise ValueError("edge_of_stability: the sharpness series has NaN/inf (a failed solve?).")
     thr = 2.0 / lr

@@ -31,8 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     res = sub.add_parser("results", help="rebuild the results table from written reports")
     res.add_argument("folders", nargs="+", help="report folders (e.g. runs/deep-linear) or their parent")
-    res.add_argument("--write", default="validation/RESULTS.md", metavar="PATH", help="where to write the table")
-    res.add_argument("--quick", action="store_true", help="say in the table that the reports are --quick runs")
+    res.add_argument(
+        "--write", default="validation/RESULTS.md", metavar="PATH", help="where to write the table"
+    )
+    res.add_argument(
+        "--quick", action="store_true", help="say in the table that the reports are --quick runs"
+    )
     return p
 
 
@@ -112,7 +116,12 @@ def _results_md(headlines, *, quick: bool, seed: int) -> str:
 
     import jax
 
-    cmd = "lmech run --all" + (" --quick" if quick else "") + (f" --seed {seed}" if seed else "") + " --write-results"
+    cmd = (
+        "lmech run --all"
+        + (" --quick" if quick else "")
+        + (f" --seed {seed}" if seed else "")
+        + " --write-results"
+    )
     lines = [
         "# Validation results",
         "",

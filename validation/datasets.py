@@ -64,7 +64,10 @@ def digits(
         y = (y - y[tr].mean()) / y[tr].std()
     dtype = jnp.zeros(()).dtype  # follow the current float mode
     return Dataset(
-        jnp.asarray(x[tr], dtype), jnp.asarray(y[tr], dtype), jnp.asarray(x[te], dtype), jnp.asarray(y[te], dtype)
+        jnp.asarray(x[tr], dtype),
+        jnp.asarray(y[tr], dtype),
+        jnp.asarray(x[te], dtype),
+        jnp.asarray(y[te], dtype),
     )
 
 
@@ -94,9 +97,7 @@ def linear_teacher(
     if np.any(s < 0) or not np.all(np.isfinite(s)):
         raise ValueError("linear_teacher: singular values must be finite and >= 0.")
     if n_train < in_size:
-        raise ValueError(
-            f"linear_teacher: whitening needs n_train >= in_size, got {n_train} < {in_size}."
-        )
+        raise ValueError(f"linear_teacher: whitening needs n_train >= in_size, got {n_train} < {in_size}.")
     if noise < 0:
         raise ValueError("linear_teacher: `noise` must be >= 0.")
     k_x, k_u, k_v, k_t, k_n = jax.random.split(key, 5)

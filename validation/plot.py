@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
-
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,8 +12,6 @@ from lmech.solvers import Trajectory
 from ._compare import Comparison
 
 __all__ = ["observable", "errors", "trajectories", "loglog_fit"]
-
-
 
 
 def _components(values: np.ndarray, max_lines: int) -> np.ndarray:
@@ -33,7 +29,14 @@ def observable(cmp: Comparison, name: str, *, ax=None, max_lines: int = 8, logy:
     colors = plt.cm.viridis(np.linspace(0, 0.9, a.shape[1]))
     for i in range(a.shape[1]):
         ax.plot(t, b[:, i], "-", color=colors[i], lw=2, alpha=0.6, label=cmp.labels[1] if i == 0 else None)
-        ax.plot(t, a[:, i], "--", color="k" if a.shape[1] == 1 else colors[i], lw=1, label=cmp.labels[0] if i == 0 else None)
+        ax.plot(
+            t,
+            a[:, i],
+            "--",
+            color="k" if a.shape[1] == 1 else colors[i],
+            lw=1,
+            label=cmp.labels[0] if i == 0 else None,
+        )
     ax.set_xlabel("flow time t = η·k")
     ax.set_ylabel(name)
     if logy:

@@ -39,7 +39,11 @@ class Report:
         every file is written to a temporary file and renamed into place."""
         folder = Path(out_dir) / self.name
         folder.mkdir(parents=True, exist_ok=True)
-        payload = {"name": self.name, "config": to_jsonable(self.config), "metrics": to_jsonable(self.metrics)}
+        payload = {
+            "name": self.name,
+            "config": to_jsonable(self.config),
+            "metrics": to_jsonable(self.metrics),
+        }
         write_atomic(folder / "metrics.json", json.dumps(payload, indent=2, allow_nan=False) + "\n")
         for fname, fig in self.figures.items():
             target = folder / f"{fname}.png"

@@ -11,7 +11,12 @@ X = jax.random.normal(jax.random.key(0), (12, 5))
 
 
 def _single_net_errors(act, widths, seeds, parameterization="ntk"):
-    ref = lm.analytic_ntk(lm.MLP(5, (widths[0],), 1, activation=act, sigma_w=1.3, sigma_b=0.2, parameterization=parameterization), X)
+    ref = lm.analytic_ntk(
+        lm.MLP(
+            5, (widths[0],), 1, activation=act, sigma_w=1.3, sigma_b=0.2, parameterization=parameterization
+        ),
+        X,
+    )
     out = []
     for n in widths:
         net = lm.MLP(5, (n,), 1, activation=act, sigma_w=1.3, sigma_b=0.2)
@@ -53,7 +58,12 @@ def test_standard_parameterization_ntk_matches_monte_carlo():
     n = 256
     net = lm.MLP(5, (n,), 1, activation="erf", parameterization="standard", sigma_w=1.3, sigma_b=0.2)
     ref = lm.analytic_ntk(net, X)
-    emp = jnp.mean(jnp.stack([lm.empirical_ntk(net.apply, net.init(jax.random.key(s)), X, output="trace") for s in range(32)]), 0)
+    emp = jnp.mean(
+        jnp.stack(
+            [lm.empirical_ntk(net.apply, net.init(jax.random.key(s)), X, output="trace") for s in range(32)]
+        ),
+        0,
+    )
     assert float(jnp.linalg.norm(emp - ref) / jnp.linalg.norm(ref)) < 0.02
     # it grows with width, unlike the NTK parameterization
     wide = lm.MLP(5, (4 * n,), 1, activation="erf", parameterization="standard", sigma_w=1.3, sigma_b=0.2)
@@ -93,11 +103,17 @@ def test_methods_blocks_and_outputs_agree():
     p = net.init(jax.random.key(2))
     x2 = jax.random.normal(jax.random.key(3), (7, 5))
     full = lm.empirical_ntk(net.apply, p, X, x2)
-    np.testing.assert_allclose(lm.empirical_ntk(net.apply, p, X, x2, method="ntvp"), full, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(lm.empirical_ntk(net.apply, p, X, x2, block_size=5), full, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(
+        lm.empirical_ntk(net.apply, p, X, x2, method="ntvp"), full, rtol=1e-12, atol=1e-13
+    )
+    np.testing.assert_allclose(
+        lm.empirical_ntk(net.apply, p, X, x2, block_size=5), full, rtol=1e-13, atol=1e-14
+    )
     diag = lm.empirical_ntk(net.apply, p, X, x2, output="diagonal")
     np.testing.assert_allclose(diag, jnp.einsum("akbk->abk", full), rtol=1e-14)
-    np.testing.assert_allclose(lm.empirical_ntk(net.apply, p, X, x2, output="trace"), diag.mean(-1), rtol=1e-14)
+    np.testing.assert_allclose(
+        lm.empirical_ntk(net.apply, p, X, x2, output="trace"), diag.mean(-1), rtol=1e-14
+    )
     v = jax.random.normal(jax.random.key(4), (12, 3))
     ntk = lm.empirical_ntk(net.apply, p, X).reshape(36, 36)
     np.testing.assert_allclose(lm.ntk_vector_product(net.apply, p, X, v).ravel(), ntk @ v.ravel(), rtol=1e-12)
@@ -109,7 +125,10 @@ def test_diagonal_matches_finite_differences():
     x = jnp.array([[0.3, -1.2]])
     flat, unravel = jax.flatten_util.ravel_pytree(p)
     h = 1e-6
-    fd = [(net.apply(unravel(flat.at[i].add(h)), x) - net.apply(unravel(flat.at[i].add(-h)), x))[0, 0] / (2 * h) for i in range(flat.size)]
+    fd = [
+        (net.apply(unravel(flat.at[i].add(h)), x) - net.apply(unravel(flat.at[i].add(-h)), x))[0, 0] / (2 * h)
+        for i in range(flat.size)
+    ]
     expected = float(np.sum(np.square(fd)))
     assert abs(float(lm.empirical_ntk(net.apply, p, x, output="trace")[0, 0]) - expected) < 1e-7 * expected
 

@@ -76,7 +76,9 @@ def test_lr_above_threshold_diverges():
     assert tr2.result_name == "diverged"
     with pytest.raises(ls.SolveError, match="diverged"):
         ls.solve(lin, ls.GradientDescent(), lr=lr, steps=2000, save_every=10)
-    ok = ls.solve(lin, ls.ClosedForm(discrete=True), lr=0.95 * float(lin.max_stable_lr), steps=2000, save_every=10)
+    ok = ls.solve(
+        lin, ls.ClosedForm(discrete=True), lr=0.95 * float(lin.max_stable_lr), steps=2000, save_every=10
+    )
     assert ok.succeeded
 
 
@@ -88,7 +90,10 @@ def test_full_kernel_matches_shared_kernel():
     full = Linearized(
         jnp.einsum("pq,ab->paqb", lin.ntk_train, eye),
         jnp.einsum("pq,ab->paqb", lin.ntk_test_train, eye),
-        lin.f0_train, lin.f0_test, lin.y_train, lin.y_test,
+        lin.f0_train,
+        lin.f0_test,
+        lin.y_train,
+        lin.y_test,
     )
     a, b = lin.closed_form(3.0), full.closed_form(3.0)
     np.testing.assert_allclose(a["f_test"], b["f_test"], rtol=1e-10, atol=1e-12)
@@ -98,8 +103,18 @@ def test_full_kernel_matches_shared_kernel():
 def test_cross_entropy_flow_matches_real_training_of_linear_model():
     lin, real, data = _random_feature_problem(k=3)
     labels = jax.nn.one_hot(jnp.argmax(data.y_train, axis=1), 3)
-    data_ce = lm.Dataset(data.x_train, labels, data.x_test, jax.nn.one_hot(jnp.argmax(data.y_test, axis=1), 3))
-    lin_ce = Linearized(lin.ntk_train, lin.ntk_test_train, lin.f0_train, lin.f0_test, data_ce.y_train, data_ce.y_test, loss="cross_entropy")
+    data_ce = lm.Dataset(
+        data.x_train, labels, data.x_test, jax.nn.one_hot(jnp.argmax(data.y_test, axis=1), 3)
+    )
+    lin_ce = Linearized(
+        lin.ntk_train,
+        lin.ntk_test_train,
+        lin.f0_train,
+        lin.f0_test,
+        data_ce.y_train,
+        data_ce.y_test,
+        loss="cross_entropy",
+    )
     real_ce = lm.Trained(real.network, data_ce, loss="cross_entropy", params=real.params0)
     a = ls.solve(lin_ce, TIGHT, lr=0.1, steps=100, save_every=10)
     b = ls.solve(real_ce, TIGHT, lr=0.1, steps=100, save_every=10)
@@ -113,9 +128,13 @@ def test_bad_shapes():
     with pytest.raises(ValueError, match="ntk_train"):
         Linearized(lin.ntk_train[:-1], lin.ntk_test_train, lin.f0_train, lin.f0_test, lin.y_train, lin.y_test)
     with pytest.raises(ValueError, match="ntk_test_train"):
-        Linearized(lin.ntk_train, lin.ntk_test_train[:, :-1], lin.f0_train, lin.f0_test, lin.y_train, lin.y_test)
+        Linearized(
+            lin.ntk_train, lin.ntk_test_train[:, :-1], lin.f0_train, lin.f0_test, lin.y_train, lin.y_test
+        )
     with pytest.raises(ValueError, match="NaN"):
-        Linearized(lin.ntk_train * jnp.nan, lin.ntk_test_train, lin.f0_train, lin.f0_test, lin.y_train, lin.y_test)
+        Linearized(
+            lin.ntk_train * jnp.nan, lin.ntk_test_train, lin.f0_train, lin.f0_test, lin.y_train, lin.y_test
+        )
 
 
 def test_from_network_empirical_and_analytic():
@@ -125,12 +144,19 @@ def test_from_network_empirical_and_analytic():
     net = lm.MLP(64, (64,), 1, activation="erf")
     params = net.init(jax.random.key(1))
     lin = Linearized.from_network(net, data, kernel="empirical", params=params, block_size=8)
-    np.testing.assert_allclose(lin.ntk_train, lm.empirical_ntk(net.apply, params, data.x_train, output="trace"), rtol=1e-12)
+    np.testing.assert_allclose(
+        lin.ntk_train, lm.empirical_ntk(net.apply, params, data.x_train, output="trace"), rtol=1e-12
+    )
     np.testing.assert_allclose(lin.f0_test, net.apply(params, data.x_test), rtol=1e-14)
     # the early dynamics of the real network follow its linearization
-    real = ls.solve(lm.Trained(net, data, params=params), ls.GradientDescent(), lr=0.5, steps=10, save_every=10)
+    real = ls.solve(
+        lm.Trained(net, data, params=params), ls.GradientDescent(), lr=0.5, steps=10, save_every=10
+    )
     th = ls.solve(lin, ls.ClosedForm(discrete=True), lr=0.5, steps=10, save_every=10)
-    assert float(jnp.linalg.norm(th["f_test"][-1] - real["f_test"][-1]) / jnp.linalg.norm(real["f_test"][-1])) < 0.05
+    assert (
+        float(jnp.linalg.norm(th["f_test"][-1] - real["f_test"][-1]) / jnp.linalg.norm(real["f_test"][-1]))
+        < 0.05
+    )
     ens = Linearized.from_network(net, data, kernel="analytic")
     np.testing.assert_array_equal(ens.f0_train, 0.0)
     np.testing.assert_allclose(ens.ntk_train, lm.analytic_ntk(net, data.x_train), rtol=1e-14)

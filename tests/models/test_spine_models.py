@@ -60,7 +60,12 @@ def test_mlp_bad_input():
 def test_trained_vector_field_is_minus_the_fd_gradient(loss):
     d = datasets.teacher_student(lm.MLP(3, (5,), 2, activation="tanh"), 10, 2, key=jax.random.key(4))
     if loss == "cross_entropy":
-        d = lm.Dataset(d.x_train, jax.nn.one_hot(jnp.argmax(d.y_train, 1), 2), d.x_test, jax.nn.one_hot(jnp.argmax(d.y_test, 1), 2))
+        d = lm.Dataset(
+            d.x_train,
+            jax.nn.one_hot(jnp.argmax(d.y_train, 1), 2),
+            d.x_test,
+            jax.nn.one_hot(jnp.argmax(d.y_test, 1), 2),
+        )
     net = lm.MLP(3, (4,), 2, activation="tanh", sigma_b=0.5)
     real = lm.Trained(net, d, loss=loss, key=jax.random.key(5))
     p = real.init()
@@ -154,7 +159,9 @@ def test_flow_gd_gap_is_first_order(data):
     lrs = np.array([0.0025, 0.005, 0.01, 0.02])
     gaps = []
     for lr in lrs:
-        gd = ls.solve(modes, ls.GradientDescent(), lr=float(lr), steps=round(T / lr), save_every=round(T / lr))
+        gd = ls.solve(
+            modes, ls.GradientDescent(), lr=float(lr), steps=round(T / lr), save_every=round(T / lr)
+        )
         gaps.append(float(jnp.max(jnp.abs(jnp.prod(gd.final_state, 0) - jnp.prod(flow, 0)))))
     assert abs(np.polyfit(np.log(lrs), np.log(gaps), 1)[0] - 1) < 0.2
 
@@ -210,7 +217,9 @@ def test_orthogonalized_strengths_predict_stepwise_learning():
     k1, k2 = jax.random.split(jax.random.key(6))
     W1, W2 = 1e-3 * jax.random.normal(k1, (4, 4)), 1e-3 * jax.random.normal(k2, (4, 4))
     net = _linear_net(4, 4, 2, width=4)
-    gd = ls.solve(lm.Trained(net, d, params=((W1, None), (W2, None))), ls.GradientDescent(), lr=0.02, steps=2000)
+    gd = ls.solve(
+        lm.Trained(net, d, params=((W1, None), (W2, None))), ls.GradientDescent(), lr=0.02, steps=2000
+    )
     u_real = np.asarray(jnp.einsum("km,tkd,dm->tm", U, gd["end_to_end"], V))
     from lmech.validation.experiments._util import first_crossing
 

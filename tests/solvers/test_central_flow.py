@@ -76,7 +76,9 @@ def test_active_vector_field_relaxes_the_sharpness_at_rate_kappa(real):
     np.testing.assert_allclose(float(dS), -kappa * (float(S(theta)) - 2 / LR), rtol=1e-6)
     # with k = 2 the second eigenvalue is below 2/η and stays free: same field
     F2 = ls.CentralFlow(k=2).wrap(real, LR, theta).vector_field(0.0, theta, None)
-    np.testing.assert_allclose(np.asarray(ravel_pytree(F2)[0]), np.asarray(ravel_pytree(F)[0]), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        np.asarray(ravel_pytree(F2)[0]), np.asarray(ravel_pytree(F)[0]), rtol=1e-6, atol=1e-9
+    )
 
 
 def test_psd_part_and_its_derivative():
@@ -88,7 +90,9 @@ def test_psd_part_and_its_derivative():
     P = ls.psd_part(Y)
     w = np.linalg.eigvalsh(np.asarray(P))
     assert w.min() > -1e-12
-    np.testing.assert_allclose(np.asarray(P - Y), np.asarray(ls.psd_part(-Y)), atol=1e-12)  # Moreau: Y = P(Y) - P(-Y)
+    np.testing.assert_allclose(
+        np.asarray(P - Y), np.asarray(ls.psd_part(-Y)), atol=1e-12
+    )  # Moreau: Y = P(Y) - P(-Y)
     h = 1e-6
     fd = (ls.psd_part(Y + h * dY) - ls.psd_part(Y - h * dY)) / (2 * h)
     np.testing.assert_allclose(np.asarray(jax.jvp(ls.psd_part, (Y,), (dY,))[1]), np.asarray(fd), atol=1e-7)
@@ -101,7 +105,9 @@ def test_psd_part_and_its_derivative():
 @pytest.mark.parametrize("k", [1, 2])
 def test_central_flow_is_differentiable_in_eta(real, k):
     def final_loss(lr):
-        return ls.solve(real, ls.CentralFlow(k=k, flow=ls.GradientFlow(rtol=1e-9, atol=1e-11)), lr=lr, steps=20)["loss"][-1]
+        return ls.solve(
+            real, ls.CentralFlow(k=k, flow=ls.GradientFlow(rtol=1e-9, atol=1e-11)), lr=lr, steps=20
+        )["loss"][-1]
 
     lr, h = 0.4, 1e-4
     g = float(jax.grad(final_loss)(lr))

@@ -123,7 +123,9 @@ def test_flow_blowup_and_max_steps():
     assert tr.result_name == "max_steps_reached"
 
 
-@pytest.mark.parametrize("method", [ls.GradientDescent(), TIGHT, ls.ClosedForm(), ls.ClosedForm(discrete=True)])
+@pytest.mark.parametrize(
+    "method", [ls.GradientDescent(), TIGHT, ls.ClosedForm(), ls.ClosedForm(discrete=True)]
+)
 def test_grad_wrt_lr_matches_finite_differences(method):
     d = Decay(A)
 

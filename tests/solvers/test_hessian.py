@@ -70,7 +70,9 @@ def test_sharpness_is_jit_vmap_and_grad_compatible():
     A = jnp.diag(jnp.array([1.0, 4.0, 2.0, 0.5]))
 
     def s_of(c):
-        return ls.sharpness(lambda th: 0.5 * th @ (A + c * jnp.outer(th, th)) @ th, jnp.ones(4) * 0.1, iters=4)
+        return ls.sharpness(
+            lambda th: 0.5 * th @ (A + c * jnp.outer(th, th)) @ th, jnp.ones(4) * 0.1, iters=4
+        )
 
     cs = jnp.array([0.0, 0.5, 1.0])
     batched = jax.jit(jax.vmap(s_of))(cs)
@@ -113,4 +115,16 @@ def test_bad_input_is_refused(small):
     with pytest.raises(ValueError, match="defines no `loss`"):
         ls.Recorded(NoLoss())
     with pytest.raises(ValueError, match="only 3 parameters"):
-        ls.solve(ls.Recorded(lm.Trained(lambda p, x: x[:, :1] * p[0] + p[1] + p[2], lv.datasets.digits(8, 2, key=jax.random.key(0)), params=jnp.ones(3)), k=4), ls.GradientDescent(), lr=0.1, steps=1)
+        ls.solve(
+            ls.Recorded(
+                lm.Trained(
+                    lambda p, x: x[:, :1] * p[0] + p[1] + p[2],
+                    lv.datasets.digits(8, 2, key=jax.random.key(0)),
+                    params=jnp.ones(3),
+                ),
+                k=4,
+            ),
+            ls.GradientDescent(),
+            lr=0.1,
+            steps=1,
+        )

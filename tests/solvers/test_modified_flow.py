@@ -6,12 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_core import Decay  # dy/dt = -a y, with its loss
 
 import lmech.models as lm
 import lmech.solvers as ls
 import lmech.validation as lv
 from lmech.solvers._modified_flow import modified_vector_field
-from test_core import Decay  # dy/dt = -a y, with its loss
 
 TIGHT = ls.GradientFlow(solver=diffrax.Dopri8(), rtol=1e-12, atol=1e-14)
 
@@ -23,7 +23,9 @@ def test_linear_field_series_is_exact():
     y = jnp.array([1.0, -2.0, 0.5])
     d = Decay(a)
     for order, coef in ((1, a + lr * a**2 / 2), (2, a + lr * a**2 / 2 + lr**2 * a**3 / 3)):
-        np.testing.assert_allclose(np.asarray(modified_vector_field(d, lr, order, 0.0, y, None)), np.asarray(-coef * y), rtol=1e-14)
+        np.testing.assert_allclose(
+            np.asarray(modified_vector_field(d, lr, order, 0.0, y, None)), np.asarray(-coef * y), rtol=1e-14
+        )
 
 
 def test_order_one_is_the_flow_of_the_barrett_dherin_loss():

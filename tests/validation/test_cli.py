@@ -53,7 +53,9 @@ def test_deep_linear_tiny_run_meets_the_claims(tmp_path):
 
 
 def test_console_script_installed():
-    out = subprocess.run([sys.executable, "-m", "lmech.validation.cli", "list"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "lmech.validation.cli", "list"], capture_output=True, text=True, check=True
+    )
     assert "deep-linear" in out.stdout
 
 
@@ -67,8 +69,13 @@ def test_kernel_tiny_run_has_the_expected_scalings(tmp_path):
     from lmech.validation.experiments import kernel
 
     cfg = kernel.Config(
-        n_train=48, n_test=24, steps=100, save_every=20, seeds=2,
-        runs=(("relu", 2, (64, 256, 1024)),), large_lr_width=256,
+        n_train=48,
+        n_test=24,
+        steps=100,
+        save_every=20,
+        seeds=2,
+        runs=(("relu", 2, (64, 256, 1024)),),
+        large_lr_width=256,
     )
     report = kernel.run(cfg, progress=False)
     folder = report.write(tmp_path)

@@ -2,7 +2,6 @@
 
 import json
 
-import jax
 import numpy as np
 import pytest
 
@@ -30,7 +29,9 @@ def test_edge_of_stability_detection():
 def test_moving_average_is_a_centered_window_mean():
     v = np.random.default_rng(0).normal(size=(50, 2))
     avg = lv.moving_average(v, 5)
-    np.testing.assert_allclose(avg[2:-2], np.stack([np.convolve(v[:, i], np.ones(5) / 5, "valid") for i in range(2)], 1))
+    np.testing.assert_allclose(
+        avg[2:-2], np.stack([np.convolve(v[:, i], np.ones(5) / 5, "valid") for i in range(2)], 1)
+    )
     assert np.all(np.isnan(avg[:2])) and np.all(np.isnan(avg[-2:]))
     with pytest.raises(ValueError):
         lv.moving_average(v, 0)
@@ -38,8 +39,15 @@ def test_moving_average_is_a_centered_window_mean():
 
 def test_tiny_run_end_to_end(tmp_path):
     cfg = discrete_gd.Config(
-        orders_n_train=16, orders_widths=(4,), orders_lrs=(0.2, 0.1, 0.05), orders_flow_time=1.0,
-        eos_n_train=32, eos_widths=(8, 8), eos_lr=0.4, eos_flow_time=36.0, eos_k=1,
+        orders_n_train=16,
+        orders_widths=(4,),
+        orders_lrs=(0.2, 0.1, 0.05),
+        orders_flow_time=1.0,
+        eos_n_train=32,
+        eos_widths=(8, 8),
+        eos_lr=0.4,
+        eos_flow_time=36.0,
+        eos_k=1,
     )
     report = discrete_gd.run(cfg, progress=False)
     folder = report.write(tmp_path)
@@ -47,7 +55,9 @@ def test_tiny_run_end_to_end(tmp_path):
     orders = list(m["orders"]["orders"].values())
     np.testing.assert_allclose(orders, [1, 2, 3], atol=0.2)
     assert m["eos"]["gd"]["crossing_time"] is not None
-    assert m["eos"]["from_init"]["central_flow"]["sharpness_over_threshold_final"] == pytest.approx(1.0, abs=1e-3)
+    assert m["eos"]["from_init"]["central_flow"]["sharpness_over_threshold_final"] == pytest.approx(
+        1.0, abs=1e-3
+    )
     assert (folder / "edge_of_stability.png").exists() and (folder / "error_orders.png").exists()
     assert "fitted error orders vs η (flow / modified 1 / modified 2)" in discrete_gd.headline(m)
     assert "discrete-gd" in EXPERIMENTS

@@ -31,7 +31,9 @@ from ..report import Report
 from ._util import first_crossing, fmt, loglog_slope
 
 NAME = "deep-linear"
-DESCRIPTION = "Deep linear networks: Saxe modes, mode ODE and exact GD map vs real GD; stepwise learning; depth sweep."
+DESCRIPTION = (
+    "Deep linear networks: Saxe modes, mode ODE and exact GD map vs real GD; stepwise learning; depth sweep."
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class Config:
     sweep_tol: float = 0.01
 
     @classmethod
-    def quick(cls, seed: int = 0) -> "Config":
+    def quick(cls, seed: int = 0) -> Config:
         return cls(
             seed=seed,
             depths=(2, 3, 4),
@@ -94,7 +96,9 @@ def _tight() -> ls.GradientFlow:
 
 
 def _linear_net(size: int, depth: int) -> lm.MLP:
-    return lm.MLP(size, (size,) * (depth - 1), size, activation="linear", parameterization="standard", bias=False)
+    return lm.MLP(
+        size, (size,) * (depth - 1), size, activation="linear", parameterization="standard", bias=False
+    )
 
 
 def _part_a(cfg: Config, key, progress):
@@ -120,28 +124,47 @@ def _part_a(cfg: Config, key, progress):
         d = {
             "mode_ode_vs_full_flow": compare(flow_modes, flow_real).summary(),
             "half_rise_time_balanced": [
-                float(t) if np.isfinite(t) else "never (s = 0)" for t in np.asarray(modes.time_to_fraction(0.5))
+                float(t) if np.isfinite(t) else "never (s = 0)"
+                for t in np.asarray(modes.time_to_fraction(0.5))
             ],
         }
         if depth == 2:
             closed = ls.solve(modes, ls.ClosedForm(), lr=lr0, steps=steps0, save_every=every0)
-            d["closed_form_vs_mode_ode"] = compare(closed, flow_modes, observables=("mode_strengths", "loss")).summary()
+            d["closed_form_vs_mode_ode"] = compare(
+                closed, flow_modes, observables=("mode_strengths", "loss")
+            ).summary()
         per_lr = {}
         for lr in tqdm(lrs, desc=f"depth {depth}", leave=False, disable=not progress):
             steps = round(cfg.flow_time / lr)
             every = steps // cfg.n_points
-            gd_modes = ls.solve(modes, ls.GradientDescent(), lr=lr, steps=steps, save_every=every, progress=False)
-            gd_real = ls.solve(real, ls.GradientDescent(), lr=lr, steps=steps, save_every=every, progress=False)
+            gd_modes = ls.solve(
+                modes, ls.GradientDescent(), lr=lr, steps=steps, save_every=every, progress=False
+            )
+            gd_real = ls.solve(
+                real, ls.GradientDescent(), lr=lr, steps=steps, save_every=every, progress=False
+            )
             map_vs_gd = compare(gd_modes, gd_real, observables=("end_to_end", "loss"))
-            flow_vs_gd = compare(flow_real, gd_real, observables=("end_to_end", "loss"), labels=("flow", "GD"))
+            flow_vs_gd = compare(
+                flow_real, gd_real, observables=("end_to_end", "loss"), labels=("flow", "GD")
+            )
             per_lr[str(lr)] = {
                 "mode_map_vs_real_gd": map_vs_gd.summary(),
                 "flow_vs_real_gd": flow_vs_gd.summary(),
-                "flow_gd_gap_per_eta_s1": float(flow_vs_gd.max_relative_error["end_to_end"]) / (lr * cfg.s[0]),
+                "flow_gd_gap_per_eta_s1": float(flow_vs_gd.max_relative_error["end_to_end"])
+                / (lr * cfg.s[0]),
             }
             if depth == cfg.depths[0]:
-                ax_err.semilogy(np.asarray(flow_vs_gd.times), np.asarray(flow_vs_gd.errors["end_to_end"]), label=f"flow vs GD, η={lr}")
-                ax_err.semilogy(np.asarray(map_vs_gd.times), np.maximum(np.asarray(map_vs_gd.errors["end_to_end"]), 1e-17), ":", label=f"mode map vs GD, η={lr}")
+                ax_err.semilogy(
+                    np.asarray(flow_vs_gd.times),
+                    np.asarray(flow_vs_gd.errors["end_to_end"]),
+                    label=f"flow vs GD, η={lr}",
+                )
+                ax_err.semilogy(
+                    np.asarray(map_vs_gd.times),
+                    np.maximum(np.asarray(map_vs_gd.errors["end_to_end"]), 1e-17),
+                    ":",
+                    label=f"mode map vs GD, η={lr}",
+                )
             if lr == lrs[-1]:
                 ax = axes[0, col]
                 U, V = modes.U, modes.V
@@ -149,9 +172,30 @@ def _part_a(cfg: Config, key, progress):
                 t = np.asarray(gd_real.times)
                 colors = plt.cm.viridis(np.linspace(0, 0.85, len(cfg.s)))
                 for i in range(len(cfg.s)):
-                    ax.plot(t, real_u[:, i], "-", lw=3, alpha=0.4, color=colors[i], label="real GD" if i == 0 else None)
-                    ax.plot(t, np.asarray(gd_modes["mode_strengths"])[:, i], "--", color=colors[i], label="mode GD map" if i == 0 else None)
-                    ax.plot(np.asarray(flow_modes.times), np.asarray(flow_modes["mode_strengths"])[:, i], ":", color="k", lw=1, label="mode flow" if i == 0 else None)
+                    ax.plot(
+                        t,
+                        real_u[:, i],
+                        "-",
+                        lw=3,
+                        alpha=0.4,
+                        color=colors[i],
+                        label="real GD" if i == 0 else None,
+                    )
+                    ax.plot(
+                        t,
+                        np.asarray(gd_modes["mode_strengths"])[:, i],
+                        "--",
+                        color=colors[i],
+                        label="mode GD map" if i == 0 else None,
+                    )
+                    ax.plot(
+                        np.asarray(flow_modes.times),
+                        np.asarray(flow_modes["mode_strengths"])[:, i],
+                        ":",
+                        color="k",
+                        lw=1,
+                        label="mode flow" if i == 0 else None,
+                    )
                 ax.set_title(f"depth {depth}, η = {lr}")
                 ax.set_xlabel("flow time t = η·k")
                 ax.set_ylabel("mode strength u_i")
@@ -178,7 +222,9 @@ def _part_a(cfg: Config, key, progress):
     )
     res["worst_mode_ode_vs_full_flow"] = worst(("mode_ode_vs_full_flow", "end_to_end", "max"))
     res["worst_mode_map_vs_real_gd"] = max(
-        v["mode_map_vs_real_gd"]["end_to_end"]["max"] for dp in cfg.depths for v in res["depths"][str(dp)]["per_lr"].values()
+        v["mode_map_vs_real_gd"]["end_to_end"]["max"]
+        for dp in cfg.depths
+        for v in res["depths"][str(dp)]["per_lr"].values()
     )
     res["flow_gd_gap_orders"] = {str(dp): res["depths"][str(dp)]["flow_gd_gap_order"] for dp in cfg.depths}
     text = (
@@ -227,7 +273,13 @@ def _part_b(cfg: Config, key, progress):
             W2 = std * jax.random.normal(k2, (m, m))
             # horizon: 1.5x the latest half-rise time that either rule predicts
             t_pred = max(
-                float(jnp.max(lm.SaxeModes.balanced(s, lm.effective_initial_strengths(W1, W2, U, V, rule=r), 2).time_to_fraction(0.5)))
+                float(
+                    jnp.max(
+                        lm.SaxeModes.balanced(
+                            s, lm.effective_initial_strengths(W1, W2, U, V, rule=r), 2
+                        ).time_to_fraction(0.5)
+                    )
+                )
                 for r in rules
             )
             steps = int(math.ceil(1.5 * t_pred / lr / 100) * 100)
@@ -239,15 +291,31 @@ def _part_b(cfg: Config, key, progress):
                 u0 = lm.effective_initial_strengths(W1, W2, U, V, rule=rule)
                 theory = lm.SaxeModes.balanced(s, u0, 2)
                 tr = ls.solve(theory, ls.GradientDescent(), lr=lr, steps=steps, save_every=1, progress=False)
-                t_pred = first_crossing(np.asarray(tr.times), np.asarray(tr["mode_strengths"]), np.asarray(s) / 2)
+                t_pred = first_crossing(
+                    np.asarray(tr.times), np.asarray(tr["mode_strengths"]), np.asarray(s) / 2
+                )
                 errs[rule].append(np.abs(t_pred - t_real) / t_real)
                 if rule == "orthogonalized":
                     pairs.append((t_real, t_pred, std))
                 if seed == 0 and si == 0 and rule == "orthogonalized":
                     colors = plt.cm.viridis(np.linspace(0, 0.85, m))
                     for i in range(m):
-                        axes[0].plot(np.asarray(gd.times), u_real[:, i] / float(s[i]), "-", lw=3, alpha=0.4, color=colors[i], label="real GD" if i == 0 else None)
-                        axes[0].plot(np.asarray(tr.times), np.asarray(tr["mode_strengths"])[:, i] / float(s[i]), "--", color=colors[i], label="theory (orthogonalized u₀)" if i == 0 else None)
+                        axes[0].plot(
+                            np.asarray(gd.times),
+                            u_real[:, i] / float(s[i]),
+                            "-",
+                            lw=3,
+                            alpha=0.4,
+                            color=colors[i],
+                            label="real GD" if i == 0 else None,
+                        )
+                        axes[0].plot(
+                            np.asarray(tr.times),
+                            np.asarray(tr["mode_strengths"])[:, i] / float(s[i]),
+                            "--",
+                            color=colors[i],
+                            label="theory (orthogonalized u₀)" if i == 0 else None,
+                        )
                     axes[0].set_xscale("log")
                     axes[0].set_xlabel("flow time t = η·k")
                     axes[0].set_ylabel("u_i / s_i")
@@ -258,11 +326,20 @@ def _part_b(cfg: Config, key, progress):
             e = np.stack(errs[rule])  # seeds × modes
             finite = np.isfinite(e).all(axis=0)
             d[rule] = {
-                "max_rel_error_per_mode": [float(x) if f else "not reached" for x, f in zip(e.max(0), finite)],
-                "mean_rel_error_per_mode": [float(x) if f else "not reached" for x, f in zip(e.mean(0), finite)],
+                "max_rel_error_per_mode": [
+                    float(x) if f else "not reached" for x, f in zip(e.max(0), finite)
+                ],
+                "mean_rel_error_per_mode": [
+                    float(x) if f else "not reached" for x, f in zip(e.mean(0), finite)
+                ],
                 "max_rel_error": float(np.max(e[:, finite])),
             }
-            axes[1].semilogy(np.arange(1, m + 1), e.max(0), "o-" if rule == "orthogonalized" else "s:", label=f"{rule}, std {std:g}")
+            axes[1].semilogy(
+                np.arange(1, m + 1),
+                e.max(0),
+                "o-" if rule == "orthogonalized" else "s:",
+                label=f"{rule}, std {std:g}",
+            )
         d["steps_last_seed"] = steps
         res["stds"][f"{std:g}"] = d
     axes[1].axhline(0.05, color="gray", lw=0.8, ls="--")
@@ -308,7 +385,15 @@ def _part_c(cfg: Config, key, progress):
         modes = lm.SaxeModes.balanced(s, cfg.sweep_u0, depth)
 
         def steps_to_learn(lr):
-            tr = ls.solve(modes, ls.GradientDescent(), lr=lr, steps=cfg.sweep_max_steps, save_every=1, progress=False, throw=False)
+            tr = ls.solve(
+                modes,
+                ls.GradientDescent(),
+                lr=lr,
+                steps=cfg.sweep_max_steps,
+                save_every=1,
+                progress=False,
+                throw=False,
+            )
             u = tr["mode_strengths"]
             ok = jnp.all(jnp.abs(u - s) <= cfg.sweep_tol * s, axis=1)
             # learned = within tolerance from then on (so overshooting oscillations do not count)
@@ -337,7 +422,9 @@ def _part_c(cfg: Config, key, progress):
         net = _linear_net(cfg.size, depth)
         real = lm.Trained(net, data, params=lm.decoupled_init(net, modes, key=jax.random.fold_in(key, depth)))
         steps = int(row["learning_steps"]) + 50
-        gd = ls.solve(real, ls.GradientDescent(), lr=row["best_lr"], steps=steps, save_every=1, progress=False)
+        gd = ls.solve(
+            real, ls.GradientDescent(), lr=row["best_lr"], steps=steps, save_every=1, progress=False
+        )
         u = np.asarray(jnp.einsum("km,tkd,dm->tm", U_r, gd["end_to_end"], V_r))
         ok = np.all(np.abs(u - np.asarray(s)) <= cfg.sweep_tol * np.asarray(s), axis=1)
         settled = np.flip(np.cumprod(np.flip(ok))).astype(bool)
@@ -350,20 +437,28 @@ def _part_c(cfg: Config, key, progress):
     axes[0].plot(
         [r["depth"] for r in rows if isinstance(r["real_gd_steps"], int)],
         [r["real_gd_steps"] for r in rows if isinstance(r["real_gd_steps"], int)],
-        "x", ms=9, color="k", label="real GD at that η",
+        "x",
+        ms=9,
+        color="k",
+        label="real GD at that η",
     )
     axes[0].set_xlabel("depth N (weight layers)")
     axes[0].set_ylabel(f"GD steps until all modes within {cfg.sweep_tol:.0%}")
     axes[0].set_title(f"learning time, product u₀ = {cfg.sweep_u0}")
     axes[0].legend(fontsize=8)
-    axes[1].loglog([r["depth"] for r in deep], [r["best_lr"] for r in deep], "o-", label=f"best η (slope {slope_lr:.2f})")
-    axes[1].loglog([r["depth"] for r in deep], [r["stability_lr"] for r in deep], ":", label="2/(N s₁^{2−2/N})")
+    axes[1].loglog(
+        [r["depth"] for r in deep], [r["best_lr"] for r in deep], "o-", label=f"best η (slope {slope_lr:.2f})"
+    )
+    axes[1].loglog(
+        [r["depth"] for r in deep], [r["stability_lr"] for r in deep], ":", label="2/(N s₁^{2−2/N})"
+    )
     axes[1].set_xlabel("depth N")
     axes[1].set_ylabel("learning rate")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     table = [
-        {k: r[k] for k in ("depth", "best_lr", "learning_steps", "real_gd_steps", "stability_lr")} for r in rows
+        {k: r[k] for k in ("depth", "best_lr", "learning_steps", "real_gd_steps", "stability_lr")}
+        for r in rows
     ]
     for r in table:
         if not np.isfinite(r["learning_steps"]):
@@ -392,5 +487,7 @@ def headline(metrics: dict) -> dict[str, str]:
         "best lr vs depth, fitted slope": f"{c['best_lr_vs_depth_slope']:.2f}",
     }
     if "2" in a["depths"]:
-        out["closed form vs mode ODE (max rel. err.)"] = fmt(a["depths"]["2"]["closed_form_vs_mode_ode"]["mode_strengths"]["max"])
+        out["closed form vs mode ODE (max rel. err.)"] = fmt(
+            a["depths"]["2"]["closed_form_vs_mode_ode"]["mode_strengths"]["max"]
+        )
     return out

@@ -60,7 +60,7 @@ class Config:
     eos_band: float = 0.1
 
     @classmethod
-    def quick(cls, seed: int = 0) -> "Config":
+    def quick(cls, seed: int = 0) -> Config:
         return cls(seed=seed, orders_lrs=(0.16, 0.08, 0.04, 0.02), eos_flow_time=100.0)
 
 
@@ -74,7 +74,11 @@ def _orders(cfg: Config, key, progress: bool):
     real = lm.Trained(_tanh_net(cfg.orders_widths), data, key=jax.random.fold_in(key, 2))
     rec = ls.Recorded(real, sharpness=False, params=True)
     tight = ls.GradientFlow(solver=diffrax.Dopri8(), rtol=1e-12, atol=1e-14)
-    methods = {"gradient flow": tight, "modified flow, order 1": ls.ModifiedFlow(1, tight), "modified flow, order 2": ls.ModifiedFlow(2, tight)}
+    methods = {
+        "gradient flow": tight,
+        "modified flow, order 1": ls.ModifiedFlow(1, tight),
+        "modified flow, order 2": ls.ModifiedFlow(2, tight),
+    }
     lrs = np.asarray(cfg.orders_lrs, float)
     errors = {m: [] for m in methods}
     s0 = float(ls.sharpness(real.loss, real.init()))
@@ -116,7 +120,9 @@ def _eos(cfg: Config, key, progress: bool):
     bar.update(1)
     gd_params = gd["params"]
     idx = np.arange(0, steps + 1, every)
-    top = jax.lax.map(lambda p: ls.hessian_eigenpairs(real.loss, unravel(p), cfg.eos_k)[0], gd_params[idx], batch_size=32)
+    top = jax.lax.map(
+        lambda p: ls.hessian_eigenpairs(real.loss, unravel(p), cfg.eos_k)[0], gd_params[idx], batch_size=32
+    )
     gd_eigs = np.asarray(top)
     bar.update(1)
     t_gd = np.asarray(gd.times)
@@ -164,7 +170,9 @@ def _eos(cfg: Config, key, progress: bool):
     }
     for label, (k0, cf, gf) in runs.items():
         metrics[f"from_{label}"] = _flow_metrics(label, k0, cf, gf, gd_params, loss_gd_avg, lr, every, cfg)
-    figs = {"edge_of_stability": _plot_eos(cfg, t_gd, idx, gd_eigs, loss_gd, loss_gd_avg, runs, eos, gd_params)}
+    figs = {
+        "edge_of_stability": _plot_eos(cfg, t_gd, idx, gd_eigs, loss_gd, loss_gd_avg, runs, eos, gd_params)
+    }
     return metrics, figs
 
 
@@ -183,7 +191,9 @@ def _flow_metrics(label, k0, cf, gf, gd_params, loss_gd_avg, lr, every, cfg):
         S = np.asarray(tr["sharpness"]) * lr / 2
         extra = {}
         if "next_eigenvalue" in tr.observables:
-            extra["max_uncaptured_eigenvalue_over_threshold"] = float(np.max(np.asarray(tr["next_eigenvalue"])) * lr / 2)
+            extra["max_uncaptured_eigenvalue_over_threshold"] = float(
+                np.max(np.asarray(tr["next_eigenvalue"])) * lr / 2
+            )
         out[name] = {
             "result": tr.result_name,
             "loss_rel_error_max": float(rel.max()),
@@ -197,7 +207,9 @@ def _flow_metrics(label, k0, cf, gf, gd_params, loss_gd_avg, lr, every, cfg):
             **extra,
         }
     if cf.succeeded and gf.succeeded:
-        out["distance_ratio_final"] = out["central_flow"]["param_distance_final"] / out["gradient_flow"]["param_distance_final"]
+        out["distance_ratio_final"] = (
+            out["central_flow"]["param_distance_final"] / out["gradient_flow"]["param_distance_final"]
+        )
     return out
 
 
@@ -211,8 +223,20 @@ def _plot_eos(cfg, t_gd, idx, gd_eigs, loss_gd, loss_gd_avg, runs, eos, gd_param
     styles = {"init": ("--", ":"), "onset": ("-.", (0, (1, 3)))}
     for label, (k0, cf, gf) in runs.items():
         cs, gs = styles[label]
-        ax.plot(np.asarray(cf.times) + k0 * lr, np.asarray(cf["sharpness"]), linestyle=cs, color="C3", label=f"central flow (from {label})")
-        ax.plot(np.asarray(gf.times) + k0 * lr, np.asarray(gf["sharpness"]), linestyle=gs, color="C2", label=f"gradient flow (from {label})")
+        ax.plot(
+            np.asarray(cf.times) + k0 * lr,
+            np.asarray(cf["sharpness"]),
+            linestyle=cs,
+            color="C3",
+            label=f"central flow (from {label})",
+        )
+        ax.plot(
+            np.asarray(gf.times) + k0 * lr,
+            np.asarray(gf["sharpness"]),
+            linestyle=gs,
+            color="C2",
+            label=f"gradient flow (from {label})",
+        )
     ax.axhline(2 / lr, color="k", lw=0.8, label="2/η")
     if eos.onset_time is not None:
         ax.axvline(eos.onset_time, color="gray", lw=0.6, ls=":")
@@ -225,8 +249,20 @@ def _plot_eos(cfg, t_gd, idx, gd_eigs, loss_gd, loss_gd_avg, runs, eos, gd_param
     ax.semilogy(t_gd, loss_gd_avg, color="C0", lw=2, label=f"real GD, {cfg.eos_window}-step average")
     for label, (k0, cf, gf) in runs.items():
         cs, gs = styles[label]
-        ax.semilogy(np.asarray(cf.times) + k0 * lr, np.asarray(cf["loss_averaged"]), linestyle=cs, color="C3", label=f"central flow L + trΣ/η (from {label})")
-        ax.semilogy(np.asarray(gf.times) + k0 * lr, np.asarray(gf["loss"]), linestyle=gs, color="C2", label=f"gradient flow (from {label})")
+        ax.semilogy(
+            np.asarray(cf.times) + k0 * lr,
+            np.asarray(cf["loss_averaged"]),
+            linestyle=cs,
+            color="C3",
+            label=f"central flow L + trΣ/η (from {label})",
+        )
+        ax.semilogy(
+            np.asarray(gf.times) + k0 * lr,
+            np.asarray(gf["loss"]),
+            linestyle=gs,
+            color="C2",
+            label=f"gradient flow (from {label})",
+        )
     ax.set_xlabel("flow time t = η·k")
     ax.set_ylabel("training loss")
     ax.legend(fontsize=7)
@@ -234,8 +270,20 @@ def _plot_eos(cfg, t_gd, idx, gd_eigs, loss_gd, loss_gd_avg, runs, eos, gd_param
     for label, (k0, cf, gf) in runs.items():
         cs, gs = styles[label]
         k = k0 + np.asarray(cf.steps)
-        ax.plot(np.asarray(cf.times) + k0 * lr, np.asarray(jnp.linalg.norm(cf["params"] - gd_params[k], axis=1)), linestyle=cs, color="C3", label=f"central flow (from {label})")
-        ax.plot(np.asarray(gf.times) + k0 * lr, np.asarray(jnp.linalg.norm(gf["params"] - gd_params[k], axis=1)), linestyle=gs, color="C2", label=f"gradient flow (from {label})")
+        ax.plot(
+            np.asarray(cf.times) + k0 * lr,
+            np.asarray(jnp.linalg.norm(cf["params"] - gd_params[k], axis=1)),
+            linestyle=cs,
+            color="C3",
+            label=f"central flow (from {label})",
+        )
+        ax.plot(
+            np.asarray(gf.times) + k0 * lr,
+            np.asarray(jnp.linalg.norm(gf["params"] - gd_params[k], axis=1)),
+            linestyle=gs,
+            color="C2",
+            label=f"gradient flow (from {label})",
+        )
     ax.set_xlabel("flow time t = η·k")
     ax.set_ylabel("‖θ_flow − θ_GD‖")
     ax.legend(fontsize=7)
@@ -298,21 +346,31 @@ def _summary(cfg, m):
 def headline(metrics: dict) -> dict[str, str]:
     o, e = metrics["orders"], metrics["eos"]
     out = {
-        "fitted error orders vs η (flow / modified 1 / modified 2)": " / ".join(f"{v:.3f}" for v in o["orders"].values()),
+        "fitted error orders vs η (flow / modified 1 / modified 2)": " / ".join(
+            f"{v:.3f}" for v in o["orders"].values()
+        ),
     }
     g = e["gd"]
     out["GD sharpness: max deviation from 2/η after crossing / after settling"] = (
         f"{_pct(g['max_sharpness_deviation_after_crossing'])} / "
-        + (_pct(g["max_sharpness_deviation_after_onset"]) if g["max_sharpness_deviation_after_onset"] is not None else "never settles")
+        + (
+            _pct(g["max_sharpness_deviation_after_onset"])
+            if g["max_sharpness_deviation_after_onset"] is not None
+            else "never settles"
+        )
     )
     for label in ("init", "onset"):
         r = e.get(f"from_{label}")
         if r is None or "distance_ratio_final" not in r:
             continue
         cf, gf = r["central_flow"], r["gradient_flow"]
-        out[f"EoS from {label} (t={fmt(r['start_time'])}): loss error max / median / time within 10%, central vs gradient flow"] = (
+        out[
+            f"EoS from {label} (t={fmt(r['start_time'])}): loss error max / median / time within 10%, central vs gradient flow"
+        ] = (
             f"{_pct(cf['loss_rel_error_max'])} / {_pct(cf['loss_rel_error_median'])} / {_pct(cf['loss_within_band_fraction'])} vs "
             f"{_pct(gf['loss_rel_error_max'])} / {_pct(gf['loss_rel_error_median'])} / {_pct(gf['loss_within_band_fraction'])}"
         )
-        out[f"EoS from {label}: final distance to GD, central / gradient flow"] = f"{r['distance_ratio_final']:.2f}"
+        out[f"EoS from {label}: final distance to GD, central / gradient flow"] = (
+            f"{r['distance_ratio_final']:.2f}"
+        )
     return out

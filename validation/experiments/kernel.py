@@ -59,7 +59,7 @@ class Config:
     sigma_w: float = 1.0
 
     @classmethod
-    def quick(cls, seed: int = 0) -> "Config":
+    def quick(cls, seed: int = 0) -> Config:
         return cls(
             seed=seed,
             seeds=2,
@@ -74,7 +74,9 @@ class Config:
 
 
 def _net(activation: str, depth: int, width: int, sigma_w: float) -> lm.MLP:
-    return lm.MLP(64, (width,) * (depth - 1), 1, activation=activation, parameterization="ntk", sigma_w=sigma_w)
+    return lm.MLP(
+        64, (width,) * (depth - 1), 1, activation=activation, parameterization="ntk", sigma_w=sigma_w
+    )
 
 
 def _rel(a, b) -> float:
@@ -85,12 +87,23 @@ def _one(net, data, key, cfg: Config):
     params = net.init(key)
     real = lm.Trained(net, data, params=params)
     theta0 = lm.empirical_ntk(net.apply, params, data.x_train, output="trace", block_size=cfg.block_size)
-    theta0_star = lm.empirical_ntk(net.apply, params, data.x_test, data.x_train, output="trace", block_size=cfg.block_size)
-    lin = lm.Linearized(theta0, theta0_star, net.apply(params, data.x_train), net.apply(params, data.x_test), data.y_train, data.y_test)
+    theta0_star = lm.empirical_ntk(
+        net.apply, params, data.x_test, data.x_train, output="trace", block_size=cfg.block_size
+    )
+    lin = lm.Linearized(
+        theta0,
+        theta0_star,
+        net.apply(params, data.x_train),
+        net.apply(params, data.x_test),
+        data.y_train,
+        data.y_test,
+    )
     gd = ls.solve(real, ls.GradientDescent(), lr=cfg.lr, steps=cfg.steps, save_every=cfg.save_every)
     th = ls.solve(lin, ls.ClosedForm(discrete=True), lr=cfg.lr, steps=cfg.steps, save_every=cfg.save_every)
     cmp = compare(th, gd, observables=("f_train", "f_test", "loss"), labels=("linearized", "real GD"))
-    theta_T = lm.empirical_ntk(net.apply, gd.final_state, data.x_train, output="trace", block_size=cfg.block_size)
+    theta_T = lm.empirical_ntk(
+        net.apply, gd.final_state, data.x_train, output="trace", block_size=cfg.block_size
+    )
     return {
         "f_train_max": float(cmp.max_relative_error["f_train"]),
         "f_train_final": float(cmp.final_relative_error["f_train"]),
@@ -204,7 +217,9 @@ def _large_lr(cfg: Config, data, key):
     lin = lm.Linearized.from_network(net, data, kernel="empirical", params=params, block_size=cfg.block_size)
     lr = cfg.large_lr_fraction * float(lin.max_stable_lr)
     steps, every = 200, 2
-    real = ls.solve(lm.Trained(net, data, params=params), ls.GradientDescent(), lr=lr, steps=steps, save_every=every)
+    real = ls.solve(
+        lm.Trained(net, data, params=params), ls.GradientDescent(), lr=lr, steps=steps, save_every=every
+    )
     gd_map = ls.solve(lin, ls.ClosedForm(discrete=True), lr=lr, steps=steps, save_every=every)
     flow = ls.solve(lin, ls.ClosedForm(), lr=lr, steps=steps, save_every=every)
     c_map = compare(gd_map, real, observables=("f_test", "f_train", "loss"))
@@ -218,7 +233,9 @@ def _large_lr(cfg: Config, data, key):
     axes[0].set_ylabel("training loss")
     axes[0].set_title(f"η = {lr:.3g} ({cfg.large_lr_fraction} of 2P/λ_max)")
     axes[0].legend(fontsize=8)
-    axes[1].semilogy(np.asarray(c_map.times), np.asarray(c_map.errors["f_test"]), "--", label="GD map vs real")
+    axes[1].semilogy(
+        np.asarray(c_map.times), np.asarray(c_map.errors["f_test"]), "--", label="GD map vs real"
+    )
     axes[1].semilogy(np.asarray(c_flow.times), np.asarray(c_flow.errors["f_test"]), ":", label="flow vs real")
     axes[1].set_xlabel("flow time t = η·k")
     axes[1].set_ylabel("relative test-output error")
@@ -237,12 +254,15 @@ def headline(metrics: dict) -> dict[str, str]:
     out = {}
     for name, r in metrics["runs"].items():
         rows = r["rows"]
-        out[f"{name}: linearized vs real test error by width"] = ", ".join(
-            f"{r_['width']}: {100 * r_['f_test_max']:.2g}%" for r_ in rows
-        ) + f" (slope {r['slopes']['f_test_max']:.2f})"
+        out[f"{name}: linearized vs real test error by width"] = (
+            ", ".join(f"{r_['width']}: {100 * r_['f_test_max']:.2g}%" for r_ in rows)
+            + f" (slope {r['slopes']['f_test_max']:.2f})"
+        )
         out[f"{name}: NTK change slope / NTK(init) vs analytic slope"] = (
             f"{r['slopes']['ntk_change']:.2f} / {r['slopes']['ntk_init_vs_analytic']:.2f}"
         )
     ll = metrics["large_lr"]
-    out["large lr: GD map vs flow test error"] = f"{100 * ll['gd_map_vs_real']:.2g}% vs {100 * ll['flow_vs_real']:.2g}%"
+    out["large lr: GD map vs flow test error"] = (
+        f"{100 * ll['gd_map_vs_real']:.2g}% vs {100 * ll['flow_vs_real']:.2g}%"
+    )
     return out
