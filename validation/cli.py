@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 __all__ = ["main"]
@@ -66,16 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .experiments import run_experiment
     from .report import write_atomic
 
     headlines = {}
     for n in names:
         mod = EXPERIMENTS[n]
         config = mod.Config.quick(args.seed) if args.quick else mod.Config(seed=args.seed)
-        start = time.perf_counter()
-        report = mod.run(config, progress=not args.no_progress)
-        elapsed = time.perf_counter() - start
-        report.metrics["wall_time_s"] = round(elapsed, 2)
+        report = run_experiment(mod, config, progress=not args.no_progress)
+        elapsed = report.metrics["wall_time_s"]
         folder = report.write(args.out)
         plt.close("all")
         print(f"\n{report.summary}\n")

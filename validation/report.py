@@ -1,31 +1,46 @@
-"""Reports: metrics (JSON), figures (PNG) and a markdown summary, written atomically."""
+"""Reports: metrics (JSON), curves (NPZ), figures (PNG) and a markdown summary, written as a whole.
+
+A report folder `out/<name>/` holds
+
+- `metrics.json`: `{"name", "config", "metrics"}`;
+- `curves.npz`: the arrays the figures are drawn from (absent when there are none);
+- `<figure>.png` and `summary.md`.
+
+Every file is written into a fresh hidden folder next to the target, which is then renamed
+into place: an interrupted write never leaves a report that mixes two runs. Files get the
+ordinary modes of the process (`0666 & ~umask`, folders `0777 & ~umask`).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import tempfile
+import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Report", "write_atomic", "to_jsonable"]
+__all__ = ["Report", "check_report_name", "read_results", "to_jsonable", "write_atomic"]
 
 
 @dataclass
 class Report:
     """The outcome of one experiment.
 
-    - `name`: the experiment's name (also the folder it is written to).
+    - `name`: the experiment's name, also the folder it is written to: a single path
+      component (no separators, not `.`/`..`), so it stays inside the output folder.
     - `config`: the configuration it ran with (JSON-able).
     - `metrics`: nested dict of headline numbers. Non-finite numbers are refused when
       writing: a failure must be reported as such (e.g. `"diverged at step 37"`), never
       as a NaN.
-    - `figures`: name → matplotlib Figure.
     - `summary`: markdown, a few lines a person reads first.
+    - `figures`: name → matplotlib Figure.
+    - `curves`: name → array, the data the figures are drawn from (may hold `inf`, e.g.
+      "never reached").
     """
 
     name: str
@@ -33,45 +48,104 @@ class Report:
     metrics: dict[str, Any]
     summary: str = ""
     figures: dict[str, Any] = field(default_factory=dict)
+    curves: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_report_name(self.name)
 
     def write(self, out_dir: str | os.PathLike) -> Path:
-        """Write `metrics.json`, `summary.md` and `<figure>.png` into `out_dir/name/`;
-        every file is written to a temporary file and renamed into place."""
-        folder = Path(out_dir) / self.name
-        folder.mkdir(parents=True, exist_ok=True)
+        """Write the report to `out_dir/name/` as a whole and return that folder.
+
+        Everything is written into a hidden temporary folder in `out_dir` first; an existing
+        report of the same name is then renamed away, the new one renamed in, and the old one
+        deleted. On any error (or an interrupt) the temporary folder is removed and the
+        previous report, if any, is left as it was.
+        """
+        check_report_name(self.name)
+        for fname in list(self.figures) + list(self.curves):
+            if not isinstance(fname, str):
+                raise TypeError(
+                    f"Report {self.name!r}: figure and curve names must be strings, got {fname!r}."
+                )
+        for fname in self.figures:
+            check_report_name(fname, what="figure name")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / self.name
+        if target.exists() and not target.is_dir():
+            raise ValueError(
+                f"Report: {target} exists and is not a folder; remove it or choose another output folder."
+            )
         payload = {
             "name": self.name,
             "config": to_jsonable(self.config),
             "metrics": to_jsonable(self.metrics),
         }
-        write_atomic(folder / "metrics.json", json.dumps(payload, indent=2, allow_nan=False) + "\n")
-        for fname, fig in self.figures.items():
-            target = folder / f"{fname}.png"
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".png.tmp")
-            os.close(fd)
-            try:
-                fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-        figs = "\n".join(f"![{f}]({f}.png)" for f in self.figures)
-        write_atomic(folder / "summary.md", f"# {self.name}\n\n{self.summary.strip()}\n\n{figs}\n")
-        return folder
+        text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
+        tmp = _fresh_dir(out, f".{self.name}.partial-")
+        try:
+            (tmp / "metrics.json").write_text(text)
+            if self.curves:
+                with open(tmp / "curves.npz", "wb") as fh:
+                    np.savez(fh, **{k: np.asarray(v) for k, v in self.curves.items()})
+            for fname, fig in self.figures.items():
+                fig.savefig(tmp / f"{fname}.png", dpi=110, bbox_inches="tight", format="png")
+            figs = "\n".join(f"![{f}]({f}.png)" for f in self.figures)
+            (tmp / "summary.md").write_text(f"# {self.name}\n\n{self.summary.strip()}\n\n{figs}\n")
+            _swap_in(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+
+def check_report_name(name: Any, *, what: str = "report name") -> str:
+    """`name` must be one plain path component: a non-empty string without path separators,
+    not `.` or `..`, without NUL, not starting with `.` (hidden names are the writer's own)."""
+    if not isinstance(name, str):
+        raise TypeError(f"Report: the {what} must be a string, got {type(name).__name__}.")
+    seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    if not name or name.startswith(".") or "\0" in name or any(s in name for s in seps):
+        raise ValueError(
+            f"Report: the {what} {name!r} must be a single plain file name (no path separators, "
+            "not empty, not starting with '.'), so the report stays inside the output folder."
+        )
+    return name
+
+
+def read_results(folder: str | os.PathLike) -> dict[str, Any]:
+    """Read a written report back as `{"name", "config", "metrics", "curves"}` (curves as numpy
+    arrays), e.g. to redraw its figures with the experiment's `figures`."""
+    folder = Path(folder)
+    payload = json.loads((folder / "metrics.json").read_text())
+    curves = {}
+    if (folder / "curves.npz").exists():
+        with np.load(folder / "curves.npz") as z:
+            curves = {k: z[k] for k in z.files}
+    return {**payload, "curves": curves}
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder + rename."""
+    """Write `text` to `path` through a temporary file in the same folder + rename. The file
+    gets the process's ordinary mode (`0666 & ~umask`)."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"write_atomic: {path} is a folder; give a file path.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp.exists():
+            tmp.unlink()
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -95,3 +169,31 @@ def to_jsonable(obj: Any) -> Any:
             )
         return float(obj)
     return obj
+
+
+def _fresh_dir(parent: Path, prefix: str) -> Path:
+    """A new empty folder `parent/prefix<random>` with mode `0777 & ~umask`."""
+    while True:
+        d = parent / f"{prefix}{secrets.token_hex(6)}"
+        try:
+            os.mkdir(d, 0o777)
+            return d
+        except FileExistsError:
+            continue
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Put folder `new` at `target`, replacing a previous folder there: rename the old one
+    away, rename the new one in, then delete the old one (restored if the second rename fails)."""
+    if not target.exists():
+        os.rename(new, target)
+        return
+    old = _fresh_dir(target.parent, f".{target.name}.old-")
+    os.rmdir(old)
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,8 +1,11 @@
-"""Named experiments. Each module has `NAME`, `DESCRIPTION`, a `Config` dataclass (with
-`Config.quick(seed)`), `run(config, *, progress) -> Report` and `headline(metrics)`."""
+"""Named experiments. Each module has `NAME`, `DESCRIPTION`, a frozen `Config` dataclass (with a
+`seed` field and `Config.quick(seed)`), `compute(config, *, progress) -> {"metrics", "curves"}`,
+`figures(results)`, `summary(results)` and `headline(metrics)`; `run_experiment` assembles
+them into a `Report` (see `_runner.py`)."""
 
 from . import deep_linear, discrete_gd, kernel
+from ._runner import run_experiment
 
 EXPERIMENTS = {m.NAME: m for m in (deep_linear, kernel, discrete_gd)}
 
-__all__ = ["EXPERIMENTS", "deep_linear", "discrete_gd", "kernel"]
+__all__ = ["EXPERIMENTS", "deep_linear", "discrete_gd", "kernel", "run_experiment"]
