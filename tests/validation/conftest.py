@@ -4,6 +4,7 @@ import sys
 import types
 from dataclasses import dataclass
 
+import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -23,11 +24,16 @@ def make_fake(name="fake", *, fail_in_figures=False):
             return cls(seed=seed, n=5)
 
     def compute(config, *, progress=True):
-        t = np.linspace(0.0, 1.0, config.n)
-        y = np.exp(-config.a * t)
+        t = jnp.linspace(0.0, 1.0, config.n)
+        y = jnp.exp(-config.a * t)
         return {
-            "metrics": {"final": float(y[-1]), "seed": config.seed, "never": "not reached"},
-            "curves": {"t": t, "y": y, "t_never": np.array([np.inf])},
+            "metrics": {
+                "final": float(y[-1]),
+                "seed": config.seed,
+                "never": "not reached",
+                "traced_dtype": str(y.dtype),
+            },
+            "curves": {"t": np.asarray(t), "y": np.asarray(y), "t_never": np.array([np.inf])},
         }
 
     def figures(results):
@@ -61,6 +67,14 @@ def fake_registry(monkeypatch):
     from lmech.validation import experiments
 
     mod = make_fake("fake")
+    mod.calls = []  # configs compute was called with: bad input must be refused before any
+    compute = mod.compute
+
+    def counted(config, *, progress=True):
+        mod.calls.append(config)
+        return compute(config, progress=progress)
+
+    mod.compute = counted
     monkeypatch.setitem(experiments.EXPERIMENTS, "fake", mod)
     monkeypatch.setitem(sys.modules, mod.__name__, mod)
     return mod

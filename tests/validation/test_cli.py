@@ -1,55 +1,31 @@
+"""The command line, through `main([...])`: every class of bad input is refused in one line with
+exit status 2 before anything is computed; `--dtype` sets and restores JAX's x64 flag."""
+
 import json
 import subprocess
 import sys
 
+import jax
 import pytest
 
+from lmech.validation import cli
 from lmech.validation.cli import main
-from lmech.validation.experiments import EXPERIMENTS, deep_linear
+from lmech.validation.report import Report
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    for n in needles:
+        assert n in last, (n, err)
+    return last
 
 
 def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "deep-linear" in out
-
-
-def test_run_rejects_unknown_and_missing(capsys):
-    assert main(["run", "nope"]) == 2
-    assert main(["run"]) == 2
-
-
-def test_deep_linear_tiny_run_meets_the_claims(tmp_path):
-    """A tiny configuration of the experiment, end to end through the CLI's writer."""
-    cfg = deep_linear.Config(
-        depths=(2, 3),
-        lrs=(0.02, 0.05),
-        flow_time=10.0,
-        n_points=50,
-        random_s=(3.0, 2.0, 1.0, 0.5),
-        random_stds=(1e-3,),
-        random_seeds=2,
-        random_lr=0.05,
-        sweep_depths=(1, 2, 4),
-        sweep_n_lrs=8,
-        sweep_max_steps=2000,
-    )
-    report = deep_linear.run(cfg, progress=False)
-    folder = report.write(tmp_path)
-    m = json.loads((folder / "metrics.json").read_text())["metrics"]
-    assert m["decoupled"]["worst_mode_ode_vs_full_flow"] < 1e-8
-    assert m["decoupled"]["worst_mode_map_vs_real_gd"] < 1e-9
-    assert m["decoupled"]["depths"]["2"]["closed_form_vs_mode_ode"]["mode_strengths"]["max"] < 1e-8
-    for order in m["decoupled"]["flow_gd_gap_orders"].values():
-        assert abs(order - 1) < 0.2
-    assert m["random_init"]["worst"]["orthogonalized"] < 0.05
-    table = m["depth_sweep"]["table"]
-    for row in table:
-        assert row["real_gd_steps"] == row["learning_steps"]  # the mode map is GD exactly
-    for name in ("modes_over_time", "errors_over_time", "flow_gd_gap", "random_init", "depth_sweep"):
-        assert (folder / f"{name}.png").exists()
-    assert set(deep_linear.headline(m)) >= {"exact mode GD map vs real GD (max rel. err.)"}
-    assert "deep-linear" in EXPERIMENTS
+    assert "deep-linear" in out and "kernel" in out and "discrete-gd" in out
 
 
 def test_console_script_installed():
@@ -59,14 +35,107 @@ def test_console_script_installed():
     assert "deep-linear" in out.stdout
 
 
-@pytest.mark.slow
-def test_quick_run_through_cli(tmp_path):
-    assert main(["run", "deep-linear", "--quick", "--no-progress", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "deep-linear" / "metrics.json").exists()
+def test_run_writes_the_report_and_the_table(tmp_path, fake_registry, capsys):
+    results = tmp_path / "RESULTS.md"
+    argv = ["run", "fake", "--quick", "--no-progress", "--out", str(tmp_path / "runs")]
+    assert main([*argv, "--seed", "3", "--write-results", str(results)]) == 0
+    payload = json.loads((tmp_path / "runs" / "fake" / "metrics.json").read_text())
+    assert payload["config"] == {"seed": 3, "a": 1.0, "n": 5, "dtype": "float64"}
+    assert payload["metrics"]["traced_dtype"] == "float64"
+    text = results.read_text()
+    assert "(float64," in text and "| fake | final value | 0.3679 |" in text
+    assert "--seed 3" in text
+    assert "float64" in capsys.readouterr().out
+
+
+def test_dtype_float32_is_used_recorded_and_restored(tmp_path, fake_registry):
+    assert jax.config.jax_enable_x64  # tests run in float64 (conftest)
+    results = tmp_path / "RESULTS.md"
+    argv = ["run", "fake", "--no-progress", "--dtype", "float32", "--out", str(tmp_path)]
+    assert main([*argv, "--write-results", str(results)]) == 0
+    payload = json.loads((tmp_path / "fake" / "metrics.json").read_text())
+    assert payload["config"]["dtype"] == "float32"
+    assert payload["metrics"]["traced_dtype"] == "float32"  # traced in float32, not just labelled
+    assert "(float32," in results.read_text() and "--dtype float32" in results.read_text()
+    assert jax.config.jax_enable_x64  # main restores the flag it found
+    assert main(["run", "fake", "--no-progress", "--out", str(tmp_path / "b")]) == 0  # float64 again
+    assert json.loads((tmp_path / "b" / "fake" / "metrics.json").read_text())["config"]["dtype"] == "float64"
+
+
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (["run", "nope"], ["unknown experiment 'nope'"]),
+        (["run"], ["give one experiment NAME or --all"]),
+        (["run", "fake", "--all"], ["give one experiment NAME or --all"]),
+        (["run", "fake", "--dtype", "float16"], ["--dtype", "invalid choice"]),
+        (["run", "fake", "--seed", "-1"], ["--seed must be a non-negative integer"]),
+        (["run", "fake", "--seed", "one"], ["--seed must be a non-negative integer"]),
+        (["frobnicate"], ["invalid choice"]),
+    ],
+)
+def test_bad_arguments_exit_2(argv, needles, fake_registry, capsys):
+    assert main(argv) == 2
+    _one_line_error(capsys, *needles)
+    assert fake_registry.calls == []
+
+
+def test_out_is_checked_before_computing(tmp_path, fake_registry, capsys, monkeypatch):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    cases = [
+        (a_file, "exists and is not a folder"),
+        (a_file / "sub", f"cannot be created, {a_file} is not a folder"),
+    ]
+    for out, needle in cases:
+        assert main(["run", "fake", "--no-progress", "--out", str(out)]) == 2
+        _one_line_error(capsys, "--out", needle)
+    # a file where the report's folder would go
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "fake").write_text("in the way")
+    assert main(["run", "fake", "--no-progress", "--out", str(tmp_path / "runs")]) == 2
+    _one_line_error(capsys, "exists and is not a folder", "'fake'")
+    # a folder (or the nearest existing parent) that is not writable
+    monkeypatch.setattr(cli.os, "access", lambda *a, **k: False)
+    for out in (tmp_path, tmp_path / "new" / "deeper"):
+        assert main(["run", "fake", "--no-progress", "--out", str(out)]) == 2
+        _one_line_error(capsys, "not writable")
+    assert fake_registry.calls == []
+    assert not (tmp_path / "new").exists()
+
+
+def test_write_results_path_is_checked_before_computing(tmp_path, fake_registry, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for target, needle in [(tmp_path, "is a folder"), (a_file / "R.md", "is not a folder")]:
+        argv = ["run", "fake", "--no-progress", "--out", str(tmp_path / "o"), "--write-results", str(target)]
+        assert main(argv) == 2
+        _one_line_error(capsys, "--write-results", needle)
+    assert main(["results", str(tmp_path), "--write", str(tmp_path)]) == 2
+    _one_line_error(capsys, "--write", "is a folder")
+    assert fake_registry.calls == []
+
+
+def test_results_rebuilds_the_table_from_reports(tmp_path, fake_registry, capsys):
+    assert main(["run", "fake", "--no-progress", "--dtype", "float32", "--out", str(tmp_path / "r")]) == 0
+    out = tmp_path / "RESULTS.md"
+    assert main(["results", str(tmp_path / "r"), "--write", str(out), "--quick"]) == 0
+    text = out.read_text()
+    assert "| fake | final value | 0.3679 |" in text and "(float32," in text
+    assert "| fake | wall time |" in text
+    assert main(["results", str(tmp_path / "empty"), "--write", str(out)]) == 2
+    _one_line_error(capsys, "no metrics.json found")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "metrics.json").write_text("{not json")
+    assert main(["results", str(tmp_path / "broken"), "--write", str(out)]) == 2
+    _one_line_error(capsys, "is not a report's metrics.json")
+    Report("unknown-thing", {}, {"v": 1.0}).write(tmp_path / "u")
+    assert main(["results", str(tmp_path / "u"), "--write", str(out)]) == 2
+    assert "skipping unknown experiment 'unknown-thing'" in capsys.readouterr().err
 
 
 def test_kernel_tiny_run_has_the_expected_scalings(tmp_path):
-    from lmech.validation.experiments import kernel
+    from lmech.validation.experiments import kernel, run_experiment
 
     cfg = kernel.Config(
         n_train=48,
@@ -77,8 +146,7 @@ def test_kernel_tiny_run_has_the_expected_scalings(tmp_path):
         runs=(("relu", 2, (64, 256, 1024)),),
         large_lr_width=256,
     )
-    report = kernel.run(cfg, progress=False)
-    folder = report.write(tmp_path)
+    folder = run_experiment(kernel, cfg, progress=False).write(tmp_path)
     m = json.loads((folder / "metrics.json").read_text())["metrics"]
     slopes = m["runs"]["relu_L2"]["slopes"]
     assert slopes["f_test_max"] < -0.3  # linearization error shrinks with width
@@ -88,26 +156,3 @@ def test_kernel_tiny_run_has_the_expected_scalings(tmp_path):
     assert ll["gd_map_vs_real"] < 0.5 * ll["flow_vs_real"]  # the exact map tracks GD, the flow does not
     for name in ("width_scaling", "outputs_over_time", "large_lr"):
         assert (folder / f"{name}.png").exists()
-
-
-def test_results_rebuilds_the_table_from_reports(tmp_path):
-    from lmech.validation import Report
-
-    metrics = {
-        "decoupled": {
-            "worst_mode_ode_vs_full_flow": 1e-10,
-            "worst_mode_map_vs_real_gd": 1e-15,
-            "flow_gd_gap_orders": {"2": 1.0},
-            "depths": {},
-        },
-        "random_init": {"worst": {"projected": 0.2, "orthogonalized": 0.001}},
-        "depth_sweep": {"best_lr_vs_depth_slope": -1.3},
-        "wall_time_s": 12.0,
-    }
-    Report("deep-linear", {}, metrics).write(tmp_path / "runs")
-    out = tmp_path / "RESULTS.md"
-    assert main(["results", str(tmp_path / "runs"), "--write", str(out)]) == 0
-    text = out.read_text()
-    assert "| deep-linear | random init half-rise error, orthogonalized u₀ | 0.1% |" in text
-    assert "| deep-linear | wall time | 12 s |" in text
-    assert main(["results", str(tmp_path / "empty"), "--write", str(out)]) == 2
