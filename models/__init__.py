@@ -2,24 +2,24 @@
 
 from ._activations import ACTIVATIONS
 from ._data import Dataset
-from ._deep_linear import (
-    SaxeModes,
-    decoupled_init,
-    effective_initial_strengths,
-    factor_chain,
-    target_modes,
-)
+from ._deep_linear import SaxeModes, target_modes
 from ._empirical_ntk import empirical_ntk, ntk_vector_product
 from ._end_to_end import EndToEnd, balancedness, balancedness_drift
 from ._ensemble import infinite_ensemble
 from ._kernels import analytic_kernels, analytic_nngp, analytic_ntk
+from ._linear_init import decoupled_init, effective_initial_strengths, factor_chain
 from ._linearized import Linearized
-from ._losses import cross_entropy, mse
+from ._losses import LOSSES, MSE, AbstractLoss, CrossEntropy, cross_entropy, get_loss, mse
 from ._mlp import MLP, count_params
 from ._trained import Trained
 
 __all__ = [
     "ACTIVATIONS",
+    "LOSSES",
+    "MSE",
+    "AbstractLoss",
+    "CrossEntropy",
+    "get_loss",
     "Dataset",
     "EndToEnd",
     "Linearized",

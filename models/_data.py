@@ -25,11 +25,22 @@ class Dataset(eqx.Module):
     def __init__(self, x_train, y_train, x_test=None, y_test=None):
         x_train = jnp.asarray(x_train)
         y_train = jnp.asarray(y_train)
+        if (x_test is None) != (y_test is None):
+            raise ValueError("Dataset: give both `x_test` and `y_test`, or neither.")
         if x_test is None:
             x_test = x_train[:0]
             y_test = y_train[:0] if y_train.ndim == 2 else y_train[:0, None]
         x_test = jnp.asarray(x_test)
         y_test = jnp.asarray(y_test)
+        for name, a in (("y_train", y_train), ("y_test", y_test)):
+            if a.ndim not in (1, 2):
+                raise ValueError(
+                    f"Dataset: `{name}` must be 1-D (one target per sample) or 2-D (samples, outputs), "
+                    f"got shape {a.shape}; reshape it, e.g. y.reshape(len(y), -1)."
+                )
+        for name, a in (("x_train", x_train), ("y_train", y_train), ("x_test", x_test), ("y_test", y_test)):
+            if not (jnp.issubdtype(a.dtype, jnp.floating) or jnp.issubdtype(a.dtype, jnp.integer)):
+                raise TypeError(f"Dataset: `{name}` must hold real numbers, got dtype {a.dtype}.")
         if y_train.ndim == 1:
             y_train = y_train[:, None]
         if y_test.ndim == 1:
@@ -37,6 +48,8 @@ class Dataset(eqx.Module):
         for name, a in (("x_train", x_train), ("x_test", x_test)):
             if a.ndim != 2:
                 raise ValueError(f"Dataset: `{name}` must be 2-D (samples, features), got shape {a.shape}.")
+        x_train, x_test = _as_float(x_train), _as_float(x_test)
+        y_train, y_test = _as_float(y_train), _as_float(y_test)
         if x_train.shape[0] == 0:
             raise ValueError("Dataset: `x_train` has no samples.")
         if x_train.shape[0] != y_train.shape[0]:
@@ -85,3 +98,8 @@ class Dataset(eqx.Module):
     def input_output_covariance(self) -> Float[Array, "k d"]:
         r"""$\Sigma_{yx} = Y^\top X / P$."""
         return self.y_train.T @ self.x_train / self.n_train
+
+
+def _as_float(a: Array) -> Array:
+    """Integer data (labels, pixel counts) become the default float dtype."""
+    return a if jnp.issubdtype(a.dtype, jnp.floating) else a.astype(jnp.result_type(float))

@@ -22,13 +22,15 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Scalar
 
-from lmech.solvers import AbstractDynamics
+from lmech.solvers import AbstractClosedFormFlow, AbstractLossDynamics
 
 from ._data import Dataset
-from ._mlp import MLP
+from ._validate import check_depth
+
+__all__ = ["SaxeModes", "target_modes"]
 
 
-class SaxeModes(AbstractDynamics):
+class SaxeModes(AbstractLossDynamics, AbstractClosedFormFlow):
     r"""Independent modes of a deep linear network under gradient flow / descent.
 
     State: `a`, shape `(depth, m)` — the strength of every mode in every layer.
@@ -79,7 +81,7 @@ class SaxeModes(AbstractDynamics):
     @classmethod
     def balanced(cls, s, u0, depth: int, **kwargs) -> SaxeModes:
         r"""Balanced modes: every layer has strength $u_0^{1/N}$ (needs $u_0 > 0$)."""
-        depth = _check_depth(depth)
+        depth = check_depth(depth)
         s = jnp.asarray(s)
         u0 = jnp.broadcast_to(jnp.asarray(u0, s.dtype), s.shape)
         if not isinstance(u0, jax.core.Tracer) and not bool(jnp.all(u0 > 0)):
@@ -97,7 +99,7 @@ class SaxeModes(AbstractDynamics):
         or `a0` (per-layer strengths, shape `(depth, m)`). Raises `ValueError` if the
         inputs are not whitened ($\lVert\Sigma_{xx} - I\rVert_\infty >$ `whitened_atol`).
         """
-        depth = _check_depth(depth)
+        depth = check_depth(depth)
         U, s, V, offset = target_modes(data, whitened_atol=whitened_atol)
         if (u0 is None) == (a0 is None):
             raise ValueError("SaxeModes.from_dataset: give exactly one of `u0` or `a0`.")
@@ -136,16 +138,16 @@ class SaxeModes(AbstractDynamics):
             obs["f_test"] = self.x_test @ w.T
         return obs
 
-    def closed_form(self, t: Scalar) -> Float[Array, "depth m"]:
-        r"""Two balanced layers: $u(t) = s / (1 + (s/u_0 - 1) e^{-2st})$ (Saxe eq. 7 in
-        our time); for $s = 0$, $u = u_0/(1 + 2 u_0 t)$."""
-        if self.depth != 2:
+    def closed_form(self, t: Scalar, a0: Float[Array, "depth m"]) -> Float[Array, "depth m"]:
+        r"""Two balanced layers started from `a0`: $u(t) = s / (1 + (s/u_0 - 1) e^{-2st})$
+        (Saxe eq. 7 in our time); for $s = 0$, $u = u_0/(1 + 2 u_0 t)$."""
+        if a0.shape[0] != 2:
             raise ValueError(
-                f"SaxeModes.closed_form: exact only for depth 2 (got depth {self.depth}); "
+                f"SaxeModes.closed_form: exact only for depth 2 (got depth {a0.shape[0]}); "
                 "use GradientFlow() for deeper networks."
             )
-        _check_balanced(self.a0)
-        u0 = jnp.prod(self.a0, axis=0)
+        _check_balanced(a0)
+        u0 = jnp.prod(a0, axis=0)
         s = self.s
         # u = s u0 / (u0 (1 - e^{-2st}) + s e^{-2st}), written without cancellation so
         # that s -> 0 continuously gives u0 / (1 + 2 u0 t).
@@ -159,6 +161,13 @@ class SaxeModes(AbstractDynamics):
         )
         a = jnp.sqrt(u)
         return jnp.stack([a, a])
+
+    def project(self, end_to_end: Float[Array, "*time k d"]) -> Float[Array, "*time m"]:
+        r"""The mode strengths $u_i = u_i^\top W v_i$ of end-to-end matrices $W$ (any
+        leading axes, e.g. a trajectory's `"end_to_end"`), in this dynamics' mode basis."""
+        if self.U is None:
+            raise ValueError("SaxeModes.project: needs the mode basis (build the modes with from_dataset).")
+        return jnp.einsum("km,...kd,dm->...m", self.U, end_to_end, self.V)
 
     # -- timescales ------------------------------------------------------------------
     def time_to_fraction(self, fraction: float = 0.5, *, n_nodes: int = 256) -> Float[Array, " m"]:
@@ -190,12 +199,6 @@ def _others_product(a: Float[Array, "depth m"]) -> Float[Array, "depth m"]:
     return left * right
 
 
-def _check_depth(depth: Any) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
-        raise ValueError(f"`depth` must be an int >= 1 (number of weight layers), got {depth!r}.")
-    return int(depth)
-
-
 def _check_balanced(a0) -> None:
     if isinstance(a0, jax.core.Tracer):
         return
@@ -220,73 +223,3 @@ def target_modes(data: Dataset, *, whitened_atol: float = 1e-6):
     U, s, Vt = jnp.linalg.svd(data.input_output_covariance(), full_matrices=False)
     syy = jnp.trace(data.y_train.T @ data.y_train) / data.n_train
     return U, s, Vt.T, 0.5 * (syy - jnp.sum(s**2))
-
-
-def decoupled_init(network: MLP, modes: SaxeModes, *, key: Any) -> tuple[tuple[Array, None], ...]:
-    r"""Parameters of a linear `network` in the decoupled form of `modes`:
-    $W_1 = R_1 D_1 V^\top$, $W_l = R_l D_l R_{l-1}^\top$, $W_N = U D_N R_{N-1}^\top$ with
-    random orthonormal $R_l$ (keyword `key`) and $D_l = \mathrm{diag}(a_{l})$."""
-    if not (network.is_linear and network.parameterization == "standard"):
-        raise ValueError(
-            "decoupled_init: needs MLP(activation='linear', bias=False, "
-            "parameterization='standard') so that parameters are the layer matrices."
-        )
-    if network.depth != modes.depth:
-        raise ValueError(f"decoupled_init: network depth {network.depth} != modes depth {modes.depth}.")
-    if modes.U is None:
-        raise ValueError("decoupled_init: the modes need their basis (build them with from_dataset).")
-    m = modes.s.shape[0]
-    if any(w < m for w in network.widths):
-        raise ValueError(
-            f"decoupled_init: every hidden width must be >= the {m} modes, got {network.widths}."
-        )
-    if network.readout != 1.0:
-        raise ValueError("decoupled_init: needs readout=1.")
-    return factor_chain(modes.U, modes.a0, modes.V, network.widths, key=key)
-
-
-def factor_chain(U, D, V, widths, *, key: Any) -> tuple[tuple[Array, None], ...]:
-    """Layer matrices `W_N ... W_1 = U diag(prod D) V^T` through random orthonormal
-    hidden bases of the given widths (D has shape `(len(widths) + 1, m)`)."""
-    m = D.shape[1]
-    keys = jax.random.split(key, max(len(widths), 1))
-    Rs = [_orthonormal_columns(k, n, m, U.dtype) for k, n in zip(keys, widths)]
-    left = [V] + Rs  # basis on the input side of each layer
-    right = Rs + [U]  # basis on the output side
-    return tuple(((r * d) @ l.T, None) for r, d, l in zip(right, D, left))
-
-
-def _orthonormal_columns(key, n: int, m: int, dtype) -> Array:
-    q, r = jnp.linalg.qr(jax.random.normal(key, (n, n), dtype=dtype))
-    q = q * jnp.sign(jnp.diag(r))  # Haar-distributed
-    return q[:, :m]
-
-
-def effective_initial_strengths(W1, W2, U, V, *, rule: str = "orthogonalized") -> Array:
-    r"""Effective initial strengths $u_{0,i}$ of the modes of a two-layer linear network
-    $W_2 W_1$ started from small random weights (modes ordered by decreasing $s_i$, the
-    columns of `U`, `V`).
-
-    In the early, linear phase $a_i = W_1 v_i$ and $b_i = W_2^\top u_i$ obey
-    $\dot a_i = s_i b_i,\ \dot b_i = s_i a_i$: only the hidden vector
-    $r_i = (a_i + b_i)/2$ grows (as $e^{s_i t}$), so mode $i$ behaves like a balanced
-    mode started at
-
-    - `rule="projected"`: $u_{0,i} = \lVert r_i\rVert^2$ (modes independent);
-    - `rule="orthogonalized"`: $u_{0,i} = \lVert P^\perp_{<i} r_i\rVert^2$, where
-      $P^\perp_{<i}$ projects out the hidden directions $r_1, \dots, r_{i-1}$ of the
-      faster modes (Gram–Schmidt in order of decreasing $s$): once a mode is learned,
-      the $-W_2^\top W_2 W_1$ term removes the later modes' components along its
-      hidden direction.
-    """
-    A = W1 @ V  # (h, m): a_i in columns
-    B = W2.T @ U  # (h, m): b_i in columns
-    R = 0.5 * (A + B)
-    if rule == "projected":
-        return jnp.sum(R**2, axis=0)
-    if rule == "orthogonalized":
-        Q, T = jnp.linalg.qr(R)  # Gram–Schmidt in column order
-        return jnp.diag(T) ** 2
-    raise ValueError(
-        f"effective_initial_strengths: unknown rule {rule!r}; use 'projected' or 'orthogonalized'."
-    )

@@ -11,14 +11,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Scalar
 
-from lmech.solvers import AbstractDynamics
+from lmech.solvers import AbstractLossDynamics
 
 from ._data import Dataset
-from ._deep_linear import _check_depth
-from ._losses import get_loss
+from ._losses import AbstractLoss, get_loss
+from ._validate import check_depth
 
 
-class EndToEnd(AbstractDynamics):
+class EndToEnd(AbstractLossDynamics):
     r"""The product $W = W_N\cdots W_1$ of a depth-$N$ linear network started balanced
     ($W_{l+1}^\top W_{l+1} = W_l W_l^\top$), under gradient flow on the weights:
 
@@ -33,23 +33,26 @@ class EndToEnd(AbstractDynamics):
     W0: Float[Array, "k d"]
     data: Dataset
     depth: int = eqx.field(static=True)
-    loss_name: str = eqx.field(static=True)
+    loss_fn: AbstractLoss
 
-    def __init__(self, data: Dataset, depth: int, W0, loss: str = "mse"):
-        self.depth = _check_depth(depth)
+    def __init__(self, data: Dataset, depth: int, W0, loss: str | AbstractLoss = "mse"):
+        if not isinstance(data, Dataset):
+            raise TypeError(f"EndToEnd: `data` must be an lmech Dataset, got {type(data).__name__}.")
+        self.depth = check_depth(depth)
         W0 = jnp.asarray(W0)
         if W0.shape != (data.out_size, data.in_size):
             raise ValueError(
                 f"EndToEnd: `W0` must have shape (out, in) = {(data.out_size, data.in_size)}, got {W0.shape}."
             )
-        get_loss(loss)
-        self.W0, self.data, self.loss_name = W0, data, loss
+        loss_fn = get_loss(loss)
+        loss_fn.check_targets(data.y_train, "EndToEnd")
+        self.W0, self.data, self.loss_fn = W0, data, loss_fn
 
     def init(self, *, key: Any = None):
         return self.W0
 
     def loss(self, W) -> Scalar:
-        return get_loss(self.loss_name)(self.data.x_train @ W.T, self.data.y_train)
+        return self.loss_fn(self.data.x_train @ W.T, self.data.y_train)
 
     def vector_field(self, t, W, args: Any):
         G = jax.grad(self.loss)(W)
@@ -72,7 +75,7 @@ class EndToEnd(AbstractDynamics):
     def observe(self, W) -> dict[str, Array]:
         f_train = self.data.x_train @ W.T
         return {
-            "loss": get_loss(self.loss_name)(f_train, self.data.y_train),
+            "loss": self.loss_fn(f_train, self.data.y_train),
             "f_train": f_train,
             "f_test": self.data.x_test @ W.T,
             "end_to_end": W,

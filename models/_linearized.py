@@ -22,22 +22,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Scalar
 
-from lmech.solvers import AbstractDynamics
+from lmech.solvers import AbstractClosedFormFlow, AbstractClosedFormMap, AbstractLossDynamics
 
-from ._losses import get_loss
+from ._losses import MSE, AbstractLoss, get_loss
+from ._spectral import flow_factors, gd_factors
 
-_GRADS = {
-    "mse": lambda f, y: f - y,
-    "cross_entropy": lambda f, y: jax.nn.softmax(f, axis=-1) * jnp.sum(y, axis=-1, keepdims=True) - y,
-}
+__all__ = ["Linearized"]
 
 
-class Linearized(AbstractDynamics):
+class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFormMap):
     r"""Function-space dynamics of a linearized network with a fixed kernel.
 
     State: `{"f_train": (P, k), "f_test": (Q, k)}`. Observables: `"loss"`,
@@ -53,8 +50,14 @@ class Linearized(AbstractDynamics):
     - `ntk_test_train`: $\Theta(x_*, X)$, `(Q, P)` or `(Q, k, P, k)`.
     - `f0_train`, `f0_test`: outputs at initialization (zeros for the ensemble mean).
     - `y_train`, `y_test`: targets.
-    - `loss`: `"mse"` (closed forms available) or `"cross_entropy"` (integrate with
-      `GradientFlow` / iterate with `GradientDescent`).
+    - `loss`: an `AbstractLoss` or its name: `"mse"` (closed forms available) or
+      `"cross_entropy"`/`"ce"` (integrate with `GradientFlow` / iterate with
+      `GradientDescent`).
+
+    The kernel must be positive semi-definite: eigenvalues below
+    $-\sqrt{\epsilon}\,\lambda_{\max}$ raise `ValueError`; smaller negative ones (round-off)
+    are set to zero, and the flow, the GD map and the closed forms all use that same
+    projected kernel on the training points.
     """
 
     ntk_train: Array
@@ -65,10 +68,10 @@ class Linearized(AbstractDynamics):
     y_test: Float[Array, "Q k"]
     eigvals: Float[Array, " N"]
     eigvecs: Float[Array, "N N"]
-    loss_name: str = eqx.field(static=True)
+    loss_fn: AbstractLoss
 
-    def __init__(self, ntk_train, ntk_test_train, f0_train, f0_test, y_train, y_test, *, loss: str = "mse"):
-        get_loss(loss)
+    def __init__(self, ntk_train, ntk_test_train, f0_train, f0_test, y_train, y_test, *, loss="mse"):
+        loss_fn = get_loss(loss)
         f0_train, y_train = jnp.asarray(f0_train), jnp.asarray(y_train)
         f0_test, y_test = jnp.asarray(f0_test), jnp.asarray(y_test)
         P, k = y_train.shape
@@ -104,13 +107,21 @@ class Linearized(AbstractDynamics):
         ):
             if not isinstance(a, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(a))):
                 raise ValueError(f"Linearized: `{name}` contains NaN or inf.")
+        loss_fn.check_targets(y_train, "Linearized")
         lam, vec = jnp.linalg.eigh(0.5 * (mat + mat.T))
-        # the kernel is PSD; round-off can leave tiny negative eigenvalues
+        if not isinstance(lam, jax.core.Tracer):
+            tol = float(jnp.sqrt(jnp.finfo(lam.dtype).eps)) * max(float(jnp.max(jnp.abs(lam))), 0.0)
+            if float(lam[0]) < -tol:
+                raise ValueError(
+                    f"Linearized: the kernel is not positive semi-definite (smallest eigenvalue {float(lam[0]):.3g}, "
+                    f"largest {float(lam[-1]):.3g}); an NTK is PSD, so check how it was computed."
+                )
+        # round-off can leave tiny negative eigenvalues: every method uses the projected kernel
         self.eigvals = jnp.clip(lam, 0.0)
         self.eigvecs = vec
         self.ntk_train, self.ntk_test_train = ntk_train, ntk_test_train
         self.f0_train, self.f0_test, self.y_train, self.y_test = f0_train, f0_test, y_train, y_test
-        self.loss_name = loss
+        self.loss_fn = loss_fn
 
     # -- construction from a network --------------------------------------------------
     @classmethod
@@ -122,7 +133,7 @@ class Linearized(AbstractDynamics):
         kernel: str = "analytic",
         key: Any = None,
         params: Any = None,
-        loss: str = "mse",
+        loss="mse",
         block_size: int | None = None,
         output: str = "trace",
     ) -> Linearized:
@@ -182,7 +193,9 @@ class Linearized(AbstractDynamics):
         return r if self.shared else r.reshape(n, -1)
 
     def _apply_train(self, g):
-        return self._unflat(self.ntk_train_matrix() @ self._flat(g), self.n_train)
+        """Θ g with the PSD-projected training kernel V diag(λ) Vᵀ."""
+        V = self.eigvecs
+        return self._unflat(V @ (self.eigvals[:, None] * (V.T @ self._flat(g))), self.n_train)
 
     def _apply_test(self, g):
         Q = self.y_test.shape[0]
@@ -197,20 +210,20 @@ class Linearized(AbstractDynamics):
         n = self.ntk_train.shape[0] * self.ntk_train.shape[1]
         return self.ntk_train.reshape(n, n)
 
-    def _spectral(self, fn_train, fn_test):
+    def _spectral(self, state0, fn_train, fn_test):
         """f_train = Y + V fn_train(λ) Vᵀ r0 ; f_test = f0* − Θ* V fn_test(λ) Vᵀ r0."""
-        r0 = self._flat(self.f0_train - self.y_train)
+        r0 = self._flat(state0["f_train"] - self.y_train)
         c = self.eigvecs.T @ r0
         P = self.n_train
         f_train = self.y_train + self._unflat(self.eigvecs @ (fn_train[:, None] * c), P)
         g = self._unflat(self.eigvecs @ (fn_test[:, None] * c), P)
-        return {"f_train": f_train, "f_test": self.f0_test - self._apply_test(g)}
+        return {"f_train": f_train, "f_test": state0["f_test"] - self._apply_test(g)}
 
     def _require_mse(self, what: str):
-        if self.loss_name != "mse":
+        if not isinstance(self.loss_fn, MSE):
             raise ValueError(
                 f"Linearized.{what}: closed forms exist for MSE only; integrate "
-                f"loss={self.loss_name!r} with GradientFlow() or iterate it with GradientDescent()."
+                f"loss={self.loss_fn.name!r} with GradientFlow() or iterate it with GradientDescent()."
             )
 
     # -- dynamics ----------------------------------------------------------------------
@@ -218,33 +231,21 @@ class Linearized(AbstractDynamics):
         return {"f_train": self.f0_train, "f_test": self.f0_test}
 
     def vector_field(self, t, state, args):
-        g = _GRADS[self.loss_name](state["f_train"], self.y_train) / self.n_train
+        g = self.loss_fn.grad_f(state["f_train"], self.y_train) / self.n_train
         return {"f_train": -self._apply_train(g), "f_test": -self._apply_test(g)}
 
     def loss(self, state) -> Scalar:
-        return get_loss(self.loss_name)(state["f_train"], self.y_train)
+        return self.loss_fn(state["f_train"], self.y_train)
 
     def observe(self, state):
         return {"loss": self.loss(state), "f_train": state["f_train"], "f_test": state["f_test"]}
 
-    def closed_form(self, t):
+    def closed_form(self, t, state0):
+        r"""The exact MSE flow from `state0` at flow time `t`."""
         self._require_mse("closed_form")
-        x = self.eigvals * t / self.n_train
-        lam_safe = jnp.where(self.eigvals > 0, self.eigvals, 1.0)
-        # (1 - e^{-λt/P}) / λ, continuous at λ = 0 (limit t/P)
-        growth = jnp.where(self.eigvals > 0, -jnp.expm1(-x) / lam_safe, t / self.n_train)
-        return self._spectral(jnp.exp(-x), growth)
+        return self._spectral(state0, *flow_factors(self.eigvals, t, self.n_train))
 
-    def closed_form_steps(self, k, lr):
+    def closed_form_steps(self, k, lr, state0):
+        r"""The exact MSE gradient-descent iterate after `k` steps at `lr`, from `state0`."""
         self._require_mse("closed_form_steps")
-        P = self.n_train
-        base = 1.0 - lr * self.eigvals / P
-        decay = base**k
-        lam_safe = jnp.where(self.eigvals > 0, self.eigvals, 1.0)
-        # (1 - (1 - ηλ/P)^k) / λ, written with expm1/log1p where the base is in (0, 1]
-        stable = (base > 0) & (self.eigvals > 0)
-        one_minus = jnp.where(
-            stable, -jnp.expm1(k * jnp.log1p(-lr * jnp.where(stable, self.eigvals, 0.0) / P)), 1.0 - decay
-        )
-        growth = jnp.where(self.eigvals > 0, one_minus / lam_safe, k * lr / P)
-        return self._spectral(decay, growth)
+        return self._spectral(state0, *gd_factors(self.eigvals, lr, k, self.n_train))

@@ -25,6 +25,15 @@ def _int_like(v):
     return int(v) if isinstance(v, np.integer) else v
 
 
+def _scale(name):
+    def convert(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"MLP: `{name}` must be a real number, got {v!r}.")
+        return float(v)
+
+    return convert
+
+
 def _widths(ws):
     return tuple(_int_like(w) for w in ws) if isinstance(ws, (tuple, list)) else ws
 
@@ -60,10 +69,10 @@ class MLP(eqx.Module):
     out_size: int = eqx.field(static=True, converter=_int_like)
     activation: str = eqx.field(static=True, default="relu")
     parameterization: str = eqx.field(static=True, default="ntk")
-    sigma_w: float = eqx.field(static=True, default=1.0, converter=float)
-    sigma_b: float = eqx.field(static=True, default=0.0, converter=float)
+    sigma_w: float = eqx.field(static=True, default=1.0, converter=_scale("sigma_w"))
+    sigma_b: float = eqx.field(static=True, default=0.0, converter=_scale("sigma_b"))
     bias: bool | None = eqx.field(static=True, default=None)
-    readout: float = eqx.field(static=True, default=1.0, converter=float)
+    readout: float = eqx.field(static=True, default=1.0, converter=_scale("readout"))
 
     def __check_init__(self):
         for name in ("in_size", "out_size"):
@@ -89,6 +98,14 @@ class MLP(eqx.Module):
             raise ValueError(f"MLP: `sigma_w` must be positive, got {self.sigma_w}.")
         if not (math.isfinite(self.sigma_b) and self.sigma_b >= 0):
             raise ValueError(f"MLP: `sigma_b` must be >= 0, got {self.sigma_b}.")
+        if not (math.isfinite(self.readout) and self.readout != 0):
+            raise ValueError(f"MLP: `readout` must be a finite non-zero number, got {self.readout}.")
+        if self.bias is not None and not isinstance(self.bias, (bool, np.bool_)):
+            raise TypeError(
+                f"MLP: `bias` must be True, False or None (None: biases iff sigma_b != 0), got {self.bias!r}."
+            )
+        if self.bias is False and self.sigma_b != 0:
+            raise ValueError("MLP: `bias=False` with `sigma_b != 0` is contradictory; drop one of them.")
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -158,6 +175,14 @@ class MLP(eqx.Module):
 
     def __call__(self, params: Params, x: Array) -> Array:
         return self.apply(params, x)
+
+    def observables(self, params: Params) -> dict[str, Array]:
+        """Extra observables of the network as such: for a linear network without
+        biases the end-to-end matrix `(k, d)` and its singular values (descending)."""
+        if not self.is_linear:
+            return {}
+        w = self.end_to_end(params)
+        return {"end_to_end": w, "singular_values": jnp.linalg.svd(w, compute_uv=False)}
 
 
 def count_params(params: PyTree) -> int:

@@ -10,107 +10,143 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PyTree, Scalar
 
-from lmech.solvers import AbstractDynamics
+from lmech.solvers import AbstractLossDynamics
 
 from ._data import Dataset
-from ._losses import get_loss
+from ._losses import AbstractLoss, get_loss
 from ._mlp import MLP
 
+__all__ = ["Trained"]
 
-class Trained(AbstractDynamics):
+
+def _no_observables(params: PyTree) -> dict[str, Array]:
+    return {}
+
+
+class Trained(AbstractLossDynamics):
     r"""The network itself, trained by gradient descent on `data`.
 
     State: the parameters $\theta$. Vector field: $-\nabla_\theta L(\theta)$, so
     `GradientDescent()` runs exactly the training step
     $\theta \leftarrow \theta - \eta \nabla L$ and `GradientFlow()` its flow.
 
-    Observables: `"loss"` (training loss), `"f_train"` `(P, k)`, `"f_test"` `(Q, k)`;
-    for a linear network without biases also `"end_to_end"` (the product matrix
-    `(k, d)`) and `"singular_values"` (descending, length min(k, d)).
+    Observables: `"loss"` (training loss), `"f_train"` `(P, k)`, `"f_test"` `(Q, k)`,
+    plus the network's own (`MLP.observables`: for a linear network without biases
+    `"end_to_end"` `(k, d)` and `"singular_values"`) and any `observables` given.
 
     **Arguments:**
 
-    - `network`: an `MLP` spec (its `apply`), or any `apply_fn(params, x) -> (P, k)`
-      for a bring-your-own model (pass `params`).
+    - `network`: an `MLP` spec, or any `apply_fn(params, x) -> (P, k)` for a
+      bring-your-own model (then pass `params`).
     - `data`: a `Dataset`.
-    - `loss`: `"mse"` ($\frac{1}{2P}\sum\lVert f-y\rVert^2$) or `"cross_entropy"`.
+    - `loss`: an `AbstractLoss` or its name (`"mse"`, `"cross_entropy"`/`"ce"`).
     - `key`: draws the initial parameters with `network.init(key)` (keyword-only).
-    - `params`: the initial parameters (instead of `key`).
+    - `params`: the initial parameters (instead of `key`); checked against the
+      network's parameter shapes.
+    - `observables`: extra observables, `fn(params) -> dict`.
     """
 
-    network: Any
+    apply_fn: Callable
     data: Dataset
     params0: PyTree
-    loss_name: str = eqx.field(static=True)
+    loss_fn: AbstractLoss
+    extra: Callable
 
     def __init__(
         self,
         network: MLP | Callable,
         data: Dataset,
-        loss: str = "mse",
+        loss: str | AbstractLoss = "mse",
         *,
         key: Any = None,
         params: PyTree | None = None,
+        observables: Callable[[PyTree], dict[str, Array]] | None = None,
     ):
         if not isinstance(data, Dataset):
             raise TypeError(f"Trained: `data` must be an lmech Dataset, got {type(data).__name__}.")
-        get_loss(loss)
-        if params is None:
-            if not isinstance(network, MLP):
-                raise ValueError(
-                    "Trained: pass `params=` for a bring-your-own apply function "
-                    "(only an MLP spec can draw its own parameters)."
-                )
-            if key is None:
-                raise ValueError("Trained: pass `key=` to draw the initial parameters, or `params=`.")
-            params = network.init(key)
-        if isinstance(network, MLP):
-            if network.in_size != data.in_size:
-                raise ValueError(
-                    f"Trained: the network has in_size={network.in_size} but the data has "
-                    f"{data.in_size} features."
-                )
-            if network.out_size != data.out_size:
-                raise ValueError(
-                    f"Trained: the network has out_size={network.out_size} but the targets "
-                    f"have {data.out_size} columns."
-                )
-        elif not callable(network):
+        loss_fn = get_loss(loss)
+        loss_fn.check_targets(data.y_train, "Trained")
+        if not callable(network):
             raise TypeError("Trained: `network` must be an MLP or a callable apply_fn(params, x).")
-        else:
+        if observables is not None and not callable(observables):
+            raise TypeError("Trained: `observables` must be a function params -> dict.")
+        extra = _no_observables
+        if isinstance(network, MLP):
+            _check_sizes(network, data)
+            if params is None:
+                if key is None:
+                    raise ValueError("Trained: pass `key=` to draw the initial parameters, or `params=`.")
+                params = network.init(key)
+            else:
+                _check_like(params, jax.eval_shape(network.init, jax.random.key(0)))
+            extra = network.observables
+        elif params is None:
+            raise ValueError(
+                "Trained: pass `params=` for a bring-your-own apply function (only an MLP spec can draw its own parameters)."
+            )
+        try:
             out = jax.eval_shape(network, params, data.x_train)
-            if out.shape != data.y_train.shape:
-                raise ValueError(
-                    f"Trained: apply_fn(params, x_train) has shape {out.shape}, the targets "
-                    f"have shape {data.y_train.shape}."
-                )
-        self.network = network
+        except Exception as err:  # noqa: BLE001 - report any failure of the model on the data clearly
+            raise ValueError(
+                f"Trained: apply_fn(params, x_train) fails on these parameters and data: {err}"
+            ) from err
+        if out.shape != data.y_train.shape:
+            raise ValueError(
+                f"Trained: apply_fn(params, x_train) has shape {out.shape}, the targets have shape {data.y_train.shape}."
+            )
+        self.apply_fn = network
         self.data = data
         self.params0 = params
-        self.loss_name = loss
+        self.loss_fn = loss_fn
+        self.extra = extra if observables is None else _Both(extra, observables)
 
     def apply(self, params: PyTree, x: Array) -> Array:
-        return self.network(params, x) if not isinstance(self.network, MLP) else self.network.apply(params, x)
+        return self.apply_fn(params, x)
 
     def init(self, *, key: Any = None) -> PyTree:
         return self.params0
 
     def loss(self, params: PyTree) -> Scalar:
-        return get_loss(self.loss_name)(self.apply(params, self.data.x_train), self.data.y_train)
+        return self.loss_fn(self.apply(params, self.data.x_train), self.data.y_train)
 
     def vector_field(self, t, params: PyTree, args: Any) -> PyTree:
-        grads = jax.grad(self.loss)(params)
-        return jax.tree.map(jnp.negative, grads)
+        return jax.tree.map(jnp.negative, jax.grad(self.loss)(params))
 
     def observe(self, params: PyTree) -> dict[str, Array]:
         f_train = self.apply(params, self.data.x_train)
-        obs = {
-            "loss": get_loss(self.loss_name)(f_train, self.data.y_train),
+        return {
+            "loss": self.loss_fn(f_train, self.data.y_train),
             "f_train": f_train,
             "f_test": self.apply(params, self.data.x_test),
+            **self.extra(params),
         }
-        if isinstance(self.network, MLP) and self.network.is_linear:
-            w = self.network.end_to_end(params)
-            obs["end_to_end"] = w
-            obs["singular_values"] = jnp.linalg.svd(w, compute_uv=False)
-        return obs
+
+
+class _Both(eqx.Module):
+    first: Callable
+    second: Callable
+
+    def __call__(self, params):
+        return {**self.first(params), **self.second(params)}
+
+
+def _check_sizes(network: MLP, data: Dataset) -> None:
+    if network.in_size != data.in_size:
+        raise ValueError(
+            f"Trained: the network has in_size={network.in_size} but the data has {data.in_size} features."
+        )
+    if network.out_size != data.out_size:
+        raise ValueError(
+            f"Trained: the network has out_size={network.out_size} but the targets have {data.out_size} columns."
+        )
+
+
+def _check_like(params: PyTree, want: PyTree) -> None:
+    got_s, want_s = jax.tree.structure(params), jax.tree.structure(want)
+    if got_s != want_s:
+        raise ValueError(f"Trained: `params` has the structure {got_s}, the network's are {want_s}.")
+    for i, (g, w) in enumerate(zip(jax.tree.leaves(params), jax.tree.leaves(want))):
+        if jnp.shape(g) != w.shape:
+            raise ValueError(
+                f"Trained: parameter leaf {i} has shape {jnp.shape(g)}, the network needs {w.shape}."
+            )

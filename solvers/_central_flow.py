@@ -36,7 +36,6 @@ $L(\theta) + \operatorname{tr}\Sigma/\eta$.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import equinox as eqx
@@ -45,78 +44,15 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, PyTree, Scalar
 
-from ._dynamics import AbstractDynamics
+from ._dynamics import AbstractDynamics, AbstractLossDynamics, AbstractMapDynamics, require
 from ._gradient_flow import GradientFlow
-from ._hessian import _check_k, default_iters, flat_hessian_ritz
-from ._methods import AbstractMethod
+from ._hessian import check_k, default_iters, flat_hessian_ritz
+from ._methods import AbstractMethod, Observer
+from ._outcome import Divergence, SaveGrid
+from ._psd import psd_complementarity
 from ._trajectory import Trajectory
 
-
-@jax.custom_jvp
-def psd_part(Y: Float[Array, "k k"]) -> Float[Array, "k k"]:
-    r"""The projection of a symmetric matrix onto the PSD cone, $V \max(\Lambda, 0) V^\top$.
-
-    Its derivative is the Daleckii–Krein (Löwner) formula
-    $dP = V\,[\Gamma \circ (V^\top dY\, V)]\,V^\top$ with divided differences
-    $\Gamma_{ij} = (f(\lambda_i) - f(\lambda_j))/(\lambda_i - \lambda_j)$, $f = \max(\cdot, 0)$
-    ($f'$ on ties), so it stays finite where eigenvalues coincide (e.g. $Y = 0$), where
-    differentiating through `eigh` gives NaN.
-    """
-    w, V = jnp.linalg.eigh(Y)
-    return (V * jnp.maximum(w, 0.0)) @ V.T
-
-
-@psd_part.defjvp
-def _psd_part_jvp(primals, tangents):
-    (Y,), (dY,) = primals, tangents
-    w, V = jnp.linalg.eigh(Y)
-    f = jnp.maximum(w, 0.0)
-    fp = (w > 0).astype(w.dtype)
-    diff = w[:, None] - w[None, :]
-    tie = jnp.abs(diff) <= 1e3 * jnp.finfo(w.dtype).eps * (1.0 + jnp.max(jnp.abs(w)))
-    gamma = jnp.where(
-        tie, 0.5 * (fp[:, None] + fp[None, :]), (f[:, None] - f[None, :]) / jnp.where(tie, 1.0, diff)
-    )
-    dP = V @ (gamma * (V.T @ dY @ V)) @ V.T
-    return (V * f) @ V.T, dP
-
-
-def psd_complementarity(
-    M: Float[Array, "kk kk"],
-    B: Float[Array, "k k"],
-    *,
-    iters: int = 500,
-    support: Array | None = None,
-) -> Float[Array, "k k"]:
-    r"""Solve $\min_{X \succeq 0} \frac14 \mathrm{vec}(X)^\top M\,\mathrm{vec}(X) - \langle B, X\rangle$.
-
-    Equivalently the complementarity problem $X \succeq 0$, $\mathcal A(X) - B \succeq 0$,
-    $\langle X, \mathcal A(X) - B\rangle = 0$ with $\mathcal A(X) = \frac12 M\,\mathrm{vec}(X)$
-    ($M \succeq 0$, $k^2\times k^2$; $B$ symmetric). Accelerated projected gradient with
-    step $1/\lambda_{\max}(\mathcal A)$; the projection clips eigenvalues at zero.
-    Fixed iteration count (jit-able). With a boolean `support` of length $k$, $X$ is
-    restricted to the rows and columns where it is True.
-    """
-    k = B.shape[0]
-    D = jnp.ones(k, B.dtype) if support is None else support.astype(B.dtype)
-    B = 0.5 * (B + B.T)
-    A = lambda X: 0.5 * (M @ X.reshape(-1)).reshape(k, k)
-    lip = 0.5 * jnp.linalg.eigvalsh(M)[-1]
-    step = jnp.where(lip > 0, 1.0 / jnp.where(lip > 0, lip, 1.0), 0.0)
-
-    def project(Y):
-        return psd_part(0.5 * (Y + Y.T) * D[:, None] * D[None, :])
-
-    def body(i, carry):
-        X, Z, t = carry
-        X_new = project(Z - step * (A(Z) - B))
-        t_new = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t**2))
-        Z = X_new + ((t - 1.0) / t_new) * (X_new - X)
-        return X_new, Z, t_new
-
-    X0 = jnp.zeros_like(B)
-    X, _, _ = jax.lax.fori_loop(0, iters, body, (X0, X0, jnp.ones((), B.dtype)))
-    return X
+__all__ = ["CentralFlow", "CentralFlowState"]
 
 
 class CentralFlowState(eqx.Module):
@@ -129,10 +65,10 @@ class CentralFlowState(eqx.Module):
     G: Float[Array, "k k n"]
 
 
-class _Central(AbstractDynamics):
+class _Central(AbstractLossDynamics):
     """`dynamics` moved by its central flow at learning rate `lr`."""
 
-    dynamics: AbstractDynamics
+    dynamics: AbstractLossDynamics
     lr: Array
     k: int = eqx.field(static=True)
     iters: int = eqx.field(static=True)
@@ -181,7 +117,11 @@ class _Central(AbstractDynamics):
         return unravel(-p.grad - 0.5 * jnp.einsum("ij,ijn->n", p.X, p.G))
 
     def observe(self, state) -> dict[str, Array]:
-        obs = dict(self.dynamics.observe(state))
+        return {**self.dynamics.observe(state), **self.central_observables(state)}
+
+    def central_observables(self, state) -> dict[str, Array]:
+        """What the central flow adds: sharpness, σ², the predicted averaged loss ..."""
+        obs = {}
         p = self.pieces(state)
         trace = jnp.trace(p.X)
         obs["sharpness"] = p.eigenvalues[0]
@@ -255,18 +195,9 @@ class CentralFlow(AbstractMethod):
 
     def wrap(self, dynamics: AbstractDynamics, lr: ArrayLike, state: PyTree) -> _Central:
         """The central-flow dynamics of `dynamics` at learning rate `lr` (checks the inputs)."""
-        if not dynamics.has_loss:
-            raise ValueError(
-                f"CentralFlow: {type(dynamics).__name__} defines no `loss`; the central flow "
-                "needs the loss's Hessian (use a dynamics such as Trained)."
-            )
-        if not dynamics.gd_is_euler:
-            raise ValueError(
-                f"CentralFlow: {type(dynamics).__name__} has its own gradient-descent map; "
-                "the central flow models plain gradient descent θ ← θ - η∇L."
-            )
+        self.check(dynamics)
         n = ravel_pytree(state)[0].shape[0]
-        _check_k(self.k, n, "CentralFlow")
+        check_k(self.k, n, "CentralFlow")
         iters = default_iters(self.k, n) if self.iters is None else self.iters
         if not self.k <= iters <= n:
             raise ValueError(f"CentralFlow: `iters` must be between k={self.k} and n={n}, got {iters}.")
@@ -281,14 +212,33 @@ class CentralFlow(AbstractMethod):
             self.key,
         )
 
+    def check(self, dynamics: AbstractDynamics) -> None:
+        require(
+            dynamics,
+            AbstractLossDynamics,
+            "CentralFlow",
+            "the central flow needs the loss's Hessian (use a dynamics with a loss, such as Trained).",
+        )
+        if isinstance(dynamics, AbstractMapDynamics):
+            raise TypeError(
+                f"CentralFlow: {type(dynamics).__name__} has its own gradient-descent map; "
+                "the central flow models plain gradient descent θ ← θ - η∇L."
+            )
+
+    @property
+    def label(self) -> str:
+        return f"CentralFlow(k={self.k})"
+
     def run(
         self,
         dynamics: AbstractDynamics,
         state0: PyTree,
         lr: ArrayLike,
-        steps: int,
-        save_every: int,
+        grid: SaveGrid,
+        observe: Observer,
+        divergence: Divergence,
         progress: bool,
     ) -> Trajectory:
-        traj = self.flow.run(self.wrap(dynamics, lr, state0), state0, lr, steps, save_every, progress)
-        return dataclasses.replace(traj, method=f"CentralFlow(k={self.k})")
+        central = self.wrap(dynamics, lr, state0)
+        observe_central = lambda s: {**observe(s), **central.central_observables(s)}
+        return self.flow.run(central, state0, lr, grid, observe_central, divergence, progress)

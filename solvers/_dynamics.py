@@ -1,4 +1,20 @@
-"""The protocol every dynamics implements: a theory of training, or the training itself."""
+r"""What a dynamics is, and what it can do, as types.
+
+Every dynamics — a theory of training, or the training itself — is an
+`AbstractDynamics`: an initial state, a vector field (gradient flow in flow time) and
+observables. What it can do *beyond* that is said by the abstract bases it inherits
+(equinox's abstract/final pattern), and methods check with `isinstance`:
+
+| base | what it adds | needed by |
+|---|---|---|
+| `AbstractLossDynamics` | `loss(state)` | `CentralFlow`, sharpness (`Recorded`) |
+| `AbstractClosedFormFlow` | `closed_form(t, state0)` | `ClosedForm()` |
+| `AbstractClosedFormMap` | `closed_form_steps(k, lr, state0)` | `ClosedForm(discrete=True)` |
+| `AbstractMapDynamics` | its own gradient-descent map `step(state, lr)` | `GradientDescent` uses it |
+
+Without `AbstractMapDynamics`, gradient descent is the explicit Euler step of the flow,
+$s \mapsto s + \eta F(s)$ — which *is* gradient descent whenever $F = -\nabla L$.
+"""
 
 from __future__ import annotations
 
@@ -7,40 +23,37 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PyTree, Scalar
+
+__all__ = [
+    "AbstractClosedFormFlow",
+    "AbstractClosedFormMap",
+    "AbstractDynamics",
+    "AbstractLossDynamics",
+    "AbstractMapDynamics",
+    "euler_step",
+    "gd_step",
+    "require",
+]
 
 
 class AbstractDynamics(eqx.Module):
-    r"""A learning dynamics: gradient flow in flow time, and its gradient-descent map.
+    r"""A learning dynamics: gradient flow in flow time $t$, observed.
 
-    A dynamics owns a state (a pytree: parameters, function values, kernels, mode
-    strengths ...) and says how it moves:
-
-    - `vector_field(t, state, args)` is $\dot s = F(s)$, the gradient flow in flow time
-      $t$ (for a parameter-space dynamics, $F = -\nabla L$);
-    - `step(state, lr)` is one step of gradient descent with learning rate $\eta$. The
-      default is the explicit Euler step $s \mapsto s + \eta F(s)$, which *is* gradient
-      descent whenever $F = -\nabla L$. Override it only where the exact map of the
-      theory differs from an Euler step of its flow.
-    - `observe(state)` returns the observables that are compared across dynamics. The
-      names are shared by every dynamics, theory or real: `"loss"`, `"f_train"`,
-      `"f_test"`, `"end_to_end"`, `"singular_values"`, ... with the same shapes and
-      the same meaning everywhere.
+    - `init(*, key=None)`: the initial state (a pytree: parameters, function values,
+      kernels, mode strengths ...).
+    - `vector_field(t, state, args)`: $\dot s = F(s)$ (for a parameter-space dynamics
+      $F = -\nabla L$).
+    - `observe(state)`: the observables compared across dynamics, a dict of arrays with
+      the shared names (`"loss"`, `"f_train"`, `"f_test"`, `"end_to_end"`,
+      `"singular_values"` ...; the list is in the README).
 
     Gradient-descent step $k$ at learning rate $\eta$ sits at flow time $t = \eta k$.
-
-    Optional:
-
-    - `loss(state)`: the training loss, for methods that need it.
-    - `closed_form(t)`: the exact flow solution at flow time `t`, where one exists.
-    - `closed_form_steps(k, lr)`: the exact gradient-descent iterate after `k` steps.
     """
 
     @abc.abstractmethod
     def init(self, *, key: Any = None) -> PyTree:
-        """The initial state (a pytree). Dynamics that hold their initial condition
-        ignore `key`."""
+        """The initial state. Dynamics that hold their initial condition ignore `key`."""
 
     @abc.abstractmethod
     def vector_field(self, t: Scalar, state: PyTree, args: Any) -> PyTree:
@@ -50,43 +63,54 @@ class AbstractDynamics(eqx.Module):
     def observe(self, state: PyTree) -> dict[str, Array]:
         """The observables of a state, as a dict of arrays."""
 
-    def step(self, state: PyTree, lr: ArrayLike) -> PyTree:
-        r"""One gradient-descent step: by default $s + \eta F(s)$ (explicit Euler)."""
-        dstate = self.vector_field(jnp.zeros(()), state, None)
-        return jax.tree.map(lambda s, d: s + lr * d, state, dstate)
 
+class AbstractLossDynamics(AbstractDynamics):
+    """A dynamics with a training loss $L(s)$ (sharpness and central flows need it)."""
+
+    @abc.abstractmethod
     def loss(self, state: PyTree) -> Scalar:
         """The training loss of a state."""
-        raise NotImplementedError(
-            f"{type(self).__name__} defines no loss; methods that need one (sharpness, "
-            "central flows) cannot be used with it."
-        )
 
-    @property
-    def has_loss(self) -> bool:
-        """Whether this dynamics defines `loss` (needed by sharpness and central flows)."""
-        return has_override(self, "loss")
 
-    @property
-    def gd_is_euler(self) -> bool:
-        """Whether `step` is the explicit Euler step of the flow (the default), so that
-        backward error analysis of Euler (`ModifiedFlow`) describes its GD map."""
-        return not has_override(self, "step")
+class AbstractClosedFormFlow(AbstractDynamics):
+    """A dynamics whose gradient flow has a closed-form solution."""
 
-    def closed_form(self, t: Scalar) -> PyTree:
-        """The exact gradient-flow state at flow time `t`."""
-        raise NotImplementedError(
-            f"{type(self).__name__} has no closed-form flow solution; use GradientFlow() to integrate it."
-        )
+    @abc.abstractmethod
+    def closed_form(self, t: Scalar, state0: PyTree) -> PyTree:
+        """The exact gradient-flow state at flow time `t`, started from `state0`."""
 
-    def closed_form_steps(self, k: ArrayLike, lr: ArrayLike) -> PyTree:
+
+class AbstractClosedFormMap(AbstractDynamics):
+    """A dynamics whose gradient-descent iterates have a closed form."""
+
+    @abc.abstractmethod
+    def closed_form_steps(self, k: ArrayLike, lr: ArrayLike, state0: PyTree) -> PyTree:
         """The exact gradient-descent state after `k` steps at learning rate `lr`."""
-        raise NotImplementedError(
-            f"{type(self).__name__} has no closed-form gradient-descent map; use "
-            "GradientDescent() to iterate it."
-        )
 
 
-def has_override(dynamics: AbstractDynamics, name: str) -> bool:
-    """Whether `type(dynamics)` overrides the `AbstractDynamics` method `name`."""
-    return getattr(type(dynamics), name) is not getattr(AbstractDynamics, name)
+class AbstractMapDynamics(AbstractDynamics):
+    """A dynamics with its own gradient-descent map, which is *not* the Euler step of
+    its flow (so the modified equations of Euler do not describe it)."""
+
+    @abc.abstractmethod
+    def step(self, state: PyTree, lr: ArrayLike) -> PyTree:
+        """One gradient-descent step at learning rate `lr`."""
+
+
+def euler_step(dynamics: AbstractDynamics, state: PyTree, lr: ArrayLike) -> PyTree:
+    r"""$s + \eta F(s)$."""
+    dstate = dynamics.vector_field(0.0, state, None)
+    return jax.tree.map(lambda s, d: s + lr * d, state, dstate)
+
+
+def gd_step(dynamics: AbstractDynamics, state: PyTree, lr: ArrayLike) -> PyTree:
+    """One gradient-descent step: the dynamics' own map if it has one, else Euler."""
+    if isinstance(dynamics, AbstractMapDynamics):
+        return dynamics.step(state, lr)
+    return euler_step(dynamics, state, lr)
+
+
+def require(dynamics: AbstractDynamics, capability: type, who: str, why: str) -> None:
+    """Raise `TypeError` saying what `who` needs if `dynamics` lacks `capability`."""
+    if not isinstance(dynamics, capability):
+        raise TypeError(f"{who}: {type(dynamics).__name__} is not an {capability.__name__}; {why}")

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import math
+
 import diffrax
 import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, PyTree
 
 from ._dynamics import AbstractDynamics
-from ._methods import AbstractMethod
-from ._misc import first_exceeding, tree_all_finite, tree_max_abs
-from ._trajectory import (
-    DIVERGED,
-    FLOW_FAILED,
-    MAX_STEPS_REACHED,
-    NONFINITE,
-    SUCCESSFUL,
-    Trajectory,
-    nan_after,
-)
+from ._methods import AbstractMethod, Observer
+from ._outcome import Divergence, SaveGrid, finish
+from ._trajectory import RESULTS, Trajectory
+
+__all__ = ["GradientFlow", "default_tolerances"]
+
+#: (rtol, atol) by floating-point width when none are given: float64 reaches 1e-8,
+#: float32 (eps 1.2e-7) only about 1e-5.
+_DEFAULT_TOL = {8: (1e-8, 1e-10), 4: (1e-5, 1e-6), 2: (1e-2, 1e-3)}
+
+
+def default_tolerances(state: PyTree) -> tuple[float, float]:
+    """The default `(rtol, atol)` for a state of this floating-point dtype."""
+    leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+    itemsize = max((jnp.asarray(x).dtype.itemsize for x in leaves), default=jnp.zeros(()).dtype.itemsize)
+    return _DEFAULT_TOL.get(min(itemsize, 8), _DEFAULT_TOL[8])
+
+
+def _positive(name, v):
+    if v is not None and (
+        isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0)
+    ):
+        raise ValueError(f"GradientFlow: `{name}` must be a positive finite number or None, got {v!r}.")
 
 
 class GradientFlow(AbstractMethod):
@@ -29,8 +43,9 @@ class GradientFlow(AbstractMethod):
     **Arguments:**
 
     - `solver`: a diffrax solver (default `diffrax.Tsit5()`).
-    - `rtol`, `atol`: tolerances of the adaptive step-size controller (default
-      `1e-8`, `1e-10`). Ignored when `stepsize_controller` is given.
+    - `rtol`, `atol`: tolerances of the adaptive step-size controller. Default `None`:
+      chosen from the state's dtype (`1e-8`, `1e-10` in float64; `1e-5`, `1e-6` in
+      float32). Ignored when `stepsize_controller` is given.
     - `dt0`: the initial step; `None` lets diffrax choose (adaptive only).
     - `max_steps`: the most solver steps (default `100_000`; must be finite for
       reverse-mode differentiation with the default adjoint).
@@ -38,50 +53,60 @@ class GradientFlow(AbstractMethod):
       `diffrax.ForwardMode()` for `jax.jacfwd` over few hyperparameters).
     - `stepsize_controller`: overrides the PID controller built from `rtol`/`atol`
       (e.g. `diffrax.ConstantStepSize()` with a `dt0`).
-    - `divergence_threshold`: the integration stops, with result `"diverged"`, once
-      max|state| exceeds `divergence_threshold · (1 + max|state₀|)`.
+
+    The integration stops at the first state that fails the shared `Divergence` test
+    (a diffrax event), with the corresponding result.
     """
 
     solver: diffrax.AbstractSolver = diffrax.Tsit5()
-    rtol: float = 1e-8
-    atol: float = 1e-10
+    rtol: float | None = None
+    atol: float | None = None
     dt0: float | None = None
     max_steps: int = 100_000
     adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint()
     stepsize_controller: diffrax.AbstractStepSizeController | None = None
-    divergence_threshold: float = 1e6
 
     def __check_init__(self):
-        if not (self.rtol > 0 and self.atol > 0):
-            raise ValueError("GradientFlow: `rtol` and `atol` must be positive.")
-        if self.max_steps is None or self.max_steps < 1:
-            raise ValueError("GradientFlow: `max_steps` must be a positive integer.")
+        _positive("rtol", self.rtol)
+        _positive("atol", self.atol)
+        _positive("dt0", self.dt0)
+        m = self.max_steps
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise ValueError(f"GradientFlow: `max_steps` must be a positive int, got {m!r}.")
+        if not isinstance(self.solver, diffrax.AbstractSolver):
+            raise TypeError(
+                f"GradientFlow: `solver` must be a diffrax solver, got {type(self.solver).__name__}."
+            )
+
+    def controller(self, state0: PyTree) -> diffrax.AbstractStepSizeController:
+        """The step-size controller used for a start state of this dtype."""
+        if self.stepsize_controller is not None:
+            return self.stepsize_controller
+        rtol, atol = default_tolerances(state0)
+        return diffrax.PIDController(
+            rtol=rtol if self.rtol is None else self.rtol, atol=atol if self.atol is None else self.atol
+        )
 
     def run(
         self,
         dynamics: AbstractDynamics,
         state0: PyTree,
         lr: ArrayLike,
-        steps: int,
-        save_every: int,
+        grid: SaveGrid,
+        observe: Observer,
+        divergence: Divergence,
         progress: bool,
     ) -> Trajectory:
-        step_idx = jnp.arange(steps // save_every + 1) * save_every
-        ts = lr * step_idx
-        obs0 = dynamics.observe(state0)
-        names = tuple(sorted(obs0))
-        bound = self.divergence_threshold * (1.0 + tree_max_abs(state0))
+        ts = grid.times(lr)
+        bound = divergence.bound(state0)
 
-        def blew_up(t, y, args, **kwargs):
-            return ~tree_all_finite(y) | (tree_max_abs(y) > bound)
+        def failed(t, y, args, **kwargs):
+            return divergence.check(y, bound) != RESULTS.successful
 
-        controller = self.stepsize_controller
-        if controller is None:
-            controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol)
         meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
         saveat = diffrax.SaveAt(
             subs=[
-                diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: dynamics.observe(y)),
+                diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: observe(y)),
                 diffrax.SubSaveAt(t1=True),
             ]
         )
@@ -93,45 +118,30 @@ class GradientFlow(AbstractMethod):
             dt0=self.dt0,
             y0=state0,
             saveat=saveat,
-            stepsize_controller=controller,
+            stepsize_controller=self.controller(state0),
             adjoint=self.adjoint,
             max_steps=self.max_steps,
-            event=diffrax.Event(blew_up),
+            event=diffrax.Event(failed),
             progress_meter=meter,
             throw=False,
         )
         saved, final = sol.ys
         final_state = jax.tree.map(lambda x: x[-1], final)
         t_end = sol.ts[1][-1]
-        reached = ts <= t_end
-        observables = {n: nan_after(saved[n], reached) for n in names}
-
         r = sol.result
-        event = r == diffrax.RESULTS.event_occurred
-        finite = tree_all_finite(final_state)
-        code = jnp.where(r == diffrax.RESULTS.successful, SUCCESSFUL, FLOW_FAILED)
-        code = jnp.where(event & finite, DIVERGED, code)
-        code = jnp.where(event & ~finite, NONFINITE, code)
-        code = jnp.where(r == diffrax.RESULTS.max_steps_reached, MAX_STEPS_REACHED, code)
-        # The first saved point that is past the failure, and which observable misbehaves.
-        fail_step = jnp.where(code == SUCCESSFUL, -1, jnp.ceil(t_end / lr).astype(step_idx.dtype))
-        last = jnp.maximum(jnp.sum(reached) - 1, 0)
-        bad, which = first_exceeding({n: observables[n][last] for n in names}, names, jnp.inf)
-        fail_obs = jnp.where((code == NONFINITE) & bad, which, -1)
+        result = RESULTS.where(r == diffrax.RESULTS.successful, RESULTS.successful, RESULTS.flow_failed)
+        result = RESULTS.where(
+            r == diffrax.RESULTS.event_occurred, divergence.check(final_state, bound), result
+        )
+        result = RESULTS.where(r == diffrax.RESULTS.max_steps_reached, RESULTS.max_steps_reached, result)
+        ok = result == RESULTS.successful
+        step_idx = grid.step_indices()
+        # saved points at or after the failure time are not data (diffrax fills them with inf)
+        reached = jnp.where(ok, True, ts < t_end)
+        fail_step = jnp.where(ok, -1, jnp.ceil(t_end / lr).astype(step_idx.dtype))
         stats = {
             "num_steps": sol.stats["num_steps"],
             "num_accepted_steps": sol.stats["num_accepted_steps"],
             "num_rejected_steps": sol.stats["num_rejected_steps"],
-            "fail_step": fail_step,
-            "fail_observable": fail_obs,
         }
-        return Trajectory(
-            steps=step_idx,
-            times=ts,
-            observables=observables,
-            final_state=final_state,
-            result=code,
-            stats=stats,
-            method="GradientFlow",
-            observable_names=names,
-        )
+        return finish(grid, lr, saved, reached, result, fail_step, final_state, stats)

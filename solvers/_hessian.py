@@ -88,7 +88,7 @@ def lanczos(
     return vals, vecs.T @ V
 
 
-def _check_k(k: int, n: int, who: str) -> None:
+def check_k(k: int, n: int, who: str) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"{who}: `k` must be a positive int, got {k!r}.")
     if k > n:
@@ -133,7 +133,7 @@ def hessian_eigenpairs(
     """
     flat, unravel = ravel_pytree(state)
     n = flat.shape[0]
-    _check_k(k, n, "hessian_eigenpairs")
+    check_k(k, n, "hessian_eigenpairs")
     iters = default_iters(k, n) if iters is None else iters
     if not k <= iters <= n:
         raise ValueError(f"hessian_eigenpairs: `iters` must be between k={k} and n={n}, got {iters}.")

@@ -17,17 +17,19 @@ are Jacobian-vector products of $F$: no loss, Hessian or third derivative is for
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import equinox as eqx
 import jax
-from jaxtyping import Array, ArrayLike, PyTree, Scalar
+from jaxtyping import Array, ArrayLike, PyTree
 
-from ._dynamics import AbstractDynamics
+from ._dynamics import AbstractDynamics, AbstractMapDynamics
 from ._gradient_flow import GradientFlow
-from ._methods import AbstractMethod
+from ._methods import AbstractMethod, Observer
+from ._outcome import Divergence, SaveGrid
 from ._trajectory import Trajectory
+
+__all__ = ["ModifiedFlow", "modified_vector_field"]
 
 ORDERS = (1, 2)
 
@@ -65,9 +67,6 @@ class _Modified(AbstractDynamics):
     def vector_field(self, t, state, args):
         return modified_vector_field(self.dynamics, self.lr, self.order, t, state, args)
 
-    def loss(self, state) -> Scalar:
-        return self.dynamics.loss(state)
-
     def observe(self, state) -> dict[str, Array]:
         return self.dynamics.observe(state)
 
@@ -102,22 +101,29 @@ class ModifiedFlow(AbstractMethod):
                 "ModifiedFlow: `flow` must be a GradientFlow (it sets the solver and tolerances)."
             )
 
-    def run(
-        self,
-        dynamics: AbstractDynamics,
-        state0: PyTree,
-        lr: ArrayLike,
-        steps: int,
-        save_every: int,
-        progress: bool,
-    ) -> Trajectory:
-        if not dynamics.gd_is_euler:
-            raise ValueError(
+    def check(self, dynamics: AbstractDynamics) -> None:
+        if isinstance(dynamics, AbstractMapDynamics):
+            raise TypeError(
                 f"ModifiedFlow: {type(dynamics).__name__} defines its own gradient-descent "
                 "map (`step`), which is not an Euler step of its flow, so the modified "
                 "equation of Euler does not describe it. Use GradientDescent() for the map, "
                 "or GradientFlow() for the flow."
             )
+
+    @property
+    def label(self) -> str:
+        return f"ModifiedFlow(order={self.order})"
+
+    def run(
+        self,
+        dynamics: AbstractDynamics,
+        state0: PyTree,
+        lr: ArrayLike,
+        grid: SaveGrid,
+        observe: Observer,
+        divergence: Divergence,
+        progress: bool,
+    ) -> Trajectory:
+        self.check(dynamics)
         wrapped = _Modified(dynamics, lr, self.order)
-        traj = self.flow.run(wrapped, state0, lr, steps, save_every, progress)
-        return dataclasses.replace(traj, method=f"ModifiedFlow(order={self.order})")
+        return self.flow.run(wrapped, state0, lr, grid, observe, divergence, progress)

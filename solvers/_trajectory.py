@@ -5,92 +5,98 @@ from __future__ import annotations
 from typing import Any
 
 import equinox as eqx
-import jax.numpy as jnp
+import jax
 import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
-#: Result codes of a solve, indexed by `Trajectory.result`.
-RESULTS: tuple[str, ...] = (
-    "successful",
-    "diverged",
-    "nonfinite",
-    "max_steps_reached",
-    "flow_failed",
-)
-SUCCESSFUL, DIVERGED, NONFINITE, MAX_STEPS_REACHED, FLOW_FAILED = range(len(RESULTS))
+__all__ = ["RESULTS", "SolveError", "Trajectory"]
+
+
+class RESULTS(eqx.Enumeration):
+    """How a solve ended. Every method uses the same codes and the same divergence
+    definition (`lmech.solvers.Divergence`)."""
+
+    successful = ""
+    diverged = (
+        "the state grew beyond the divergence threshold (max|state| > threshold·(1 + max|state₀|)). "
+        "The learning rate is probably above the stability threshold (for MSE, 2/sharpness); lower `lr`."
+    )
+    nonfinite = (
+        "the state or an observable became NaN/inf. Lower `lr`, check the data and the "
+        "observables, or use float64."
+    )
+    max_steps_reached = (
+        "the ODE solver reached max_steps before the final flow time; raise `max_steps` "
+        "or loosen rtol/atol (or the dynamics is too stiff for an explicit solver)."
+    )
+    flow_failed = "the ODE solver failed (step size collapsed or a solver error)."
 
 
 class SolveError(RuntimeError):
     """A solve ended without success (divergence, non-finite state, max_steps ...)."""
 
 
+_NAMES = {int(item._value): name for name, item in RESULTS._name_to_item.items()}
+
+
 class Trajectory(eqx.Module):
-    """The record of one solve.
+    r"""The record of one solve.
 
     **Fields:**
 
     - `steps`: the saved gradient-descent step indices $k$ (for flows, the step
-      indices whose flow times $\\eta k$ were saved).
-    - `times`: flow times $t = \\eta k$ of the saved points.
+      indices whose flow times $\eta k$ were saved).
+    - `times`: flow times $t = \eta k$ of the saved points.
     - `observables`: dict of arrays, each with a leading time axis of length
-      `len(times)`. Points saved after a failure are NaN (the `result` says why).
+      `len(times)`. Points saved after a failure are NaN (and so are their
+      derivatives); `result` says why.
     - `final_state`: the state at the last step reached.
-    - `result`: an integer code, index into `RESULTS`.
-    - `stats`: counters (`num_steps`, and for flows `num_accepted_steps`,
-      `num_rejected_steps`), and for failures `fail_step` (the first failing step)
-      and `fail_observable` (index into `observable_names`, or -1 for the state).
-    - `method`: the name of the method that produced it.
+    - `result`: a `RESULTS` item (`RESULTS.successful`, `.diverged`, `.nonfinite`,
+      `.max_steps_reached`, `.flow_failed`); compare with `==`.
+    - `stats`: counters (`num_steps`; for flows `num_accepted_steps`,
+      `num_rejected_steps`) and `fail_step`, the first step at which the failure was
+      seen (-1 on success).
+    - `method`: the method that produced it, as `repr`-like text (set by `solve`).
     """
 
     steps: Int[Array, " n"]
     times: Float[Array, " n"]
     observables: dict[str, Array]
     final_state: PyTree
-    result: Int[Array, ""]
+    result: RESULTS
     stats: dict[str, Array]
-    method: str = eqx.field(static=True)
-    observable_names: tuple[str, ...] = eqx.field(static=True)
+    method: str = eqx.field(static=True, default="")
+
+    @property
+    def observable_names(self) -> tuple[str, ...]:
+        return tuple(sorted(self.observables))
 
     @property
     def result_name(self) -> str:
         """The result as a word (needs a concrete, unbatched trajectory)."""
-        return RESULTS[int(self.result)]
+        return _NAMES[int(self.result._value)]
 
     @property
     def succeeded(self) -> bool:
-        return int(self.result) == SUCCESSFUL
+        return bool(self.result == RESULTS.successful)
 
     def message(self) -> str:
         """A sentence that says how the solve ended (concrete trajectories only)."""
-        code = int(self.result)
-        if code == SUCCESSFUL:
+        name = self.result_name
+        if name == "successful":
             return f"{self.method}: successful ({int(self.stats['num_steps'])} steps)"
         step = int(self.stats["fail_step"])
-        idx = int(self.stats["fail_observable"])
-        what = "the state" if idx < 0 else f"observable {self.observable_names[idx]!r}"
-        if code == DIVERGED:
-            return (
-                f"{self.method}: diverged at step {step} (flow time "
-                f"{_time_at(self, step):.6g}): {what} grew beyond the divergence "
-                "threshold. The learning rate is probably above the stability "
-                "threshold (for MSE, 2/sharpness); lower `lr`."
-            )
-        if code == NONFINITE:
-            return (
-                f"{self.method}: the state became non-finite at step {step} (flow time "
-                f"{_time_at(self, step):.6g}); {what} is NaN/inf from there on. Lower "
-                "`lr`, check the data, or use float64."
-            )
-        if code == MAX_STEPS_REACHED:
-            return (
-                f"{self.method}: the solver reached max_steps before flow time "
-                f"{float(self.times[-1]):.6g}; raise `max_steps` or loosen rtol/atol."
-            )
-        return f"{self.method}: the flow solver failed near step {step}."
+        where = ""
+        if step >= 0:
+            where = f" at step {step} (flow time {_time_at(self, step):.6g})"
+        return f"{self.method}: {name}{where}: {RESULTS[self.result]}"
 
     def __getitem__(self, name: str) -> Array:
         """`traj["loss"]` is `traj.observables["loss"]`."""
-        return self.observables[name]
+        try:
+            return self.observables[name]
+        except KeyError:
+            raise KeyError(f"no observable {name!r}; this trajectory has {self.observable_names}.") from None
 
     def to_numpy(self) -> dict[str, Any]:
         """Steps, times and observables as numpy arrays (for reports and plots)."""
@@ -108,7 +114,5 @@ def _time_at(traj: Trajectory, step: int) -> float:
     return float("nan")
 
 
-def nan_after(values: Array, ok: Array) -> Array:
-    """Replace rows of `values` where `ok` is False by NaN."""
-    mask = ok.reshape(ok.shape + (1,) * (values.ndim - 1))
-    return jnp.where(mask, values, jnp.nan)
+def is_traced(x: Any) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))

@@ -59,9 +59,9 @@ def test_gd_map_tends_to_flow_with_order_one():
     T = 40 * lr_max
     lrs = lr_max * np.array([0.0025, 0.005, 0.01, 0.02])
     errs = []
-    flow = lin.closed_form(T)
+    flow = lin.closed_form(T, lin.init())
     for lr in lrs:
-        gd = lin.closed_form_steps(round(T / lr), lr)
+        gd = lin.closed_form_steps(round(T / lr), lr, lin.init())
         errs.append(float(jnp.linalg.norm(gd["f_test"] - flow["f_test"])))
     slope = np.polyfit(np.log(lrs), np.log(errs), 1)[0]
     assert abs(slope - 1) < 0.2
@@ -95,7 +95,7 @@ def test_full_kernel_matches_shared_kernel():
         lin.y_train,
         lin.y_test,
     )
-    a, b = lin.closed_form(3.0), full.closed_form(3.0)
+    a, b = lin.closed_form(3.0, lin.init()), full.closed_form(3.0, full.init())
     np.testing.assert_allclose(a["f_test"], b["f_test"], rtol=1e-10, atol=1e-12)
     assert b["f_test"].shape == (Q, k) and b["f_train"].shape == (P, k)
 
@@ -115,7 +115,7 @@ def test_cross_entropy_flow_matches_real_training_of_linear_model():
         data_ce.y_test,
         loss="cross_entropy",
     )
-    real_ce = lm.Trained(real.network, data_ce, loss="cross_entropy", params=real.params0)
+    real_ce = lm.Trained(real.apply_fn, data_ce, loss="cross_entropy", params=real.params0)
     a = ls.solve(lin_ce, TIGHT, lr=0.1, steps=100, save_every=10)
     b = ls.solve(real_ce, TIGHT, lr=0.1, steps=100, save_every=10)
     assert jnp.max(jnp.abs(a["f_test"] - b["f_test"])) / jnp.max(jnp.abs(b["f_test"])) < 1e-8
@@ -180,7 +180,9 @@ def test_infinite_ensemble_matches_an_ensemble_of_wide_linearized_networks(mode)
     def one(key):
         p = net.init(key)
         lin = Linearized(theta, theta_s, net.apply(p, x), net.apply(p, xs), y, data.y_test)
-        st = lin.closed_form(t) if mode == "flow" else lin.closed_form_steps(steps, lr)
+        st = (
+            lin.closed_form(t, lin.init()) if mode == "flow" else lin.closed_form_steps(steps, lr, lin.init())
+        )
         return st["f_test"][:, 0]
 
     samples = jax.vmap(one)(jax.random.split(jax.random.key(2), 400))

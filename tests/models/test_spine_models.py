@@ -155,7 +155,7 @@ def test_exact_mode_map_equals_real_gd(data, depth, lr):
 def test_flow_gd_gap_is_first_order(data):
     modes = lm.SaxeModes.from_dataset(data, 2, u0=0.05)
     T = 4.0
-    flow = modes.closed_form(T)
+    flow = modes.closed_form(T, modes.init())
     lrs = np.array([0.0025, 0.005, 0.01, 0.02])
     gaps = []
     for lr in lrs:
@@ -242,7 +242,7 @@ def test_deep_linear_bad_input(data):
         lm.SaxeModes.from_dataset(bad, 2, u0=0.1)
     modes = lm.SaxeModes.from_dataset(data, 3, u0=0.1)
     with pytest.raises(ValueError, match="depth 2"):
-        modes.closed_form(1.0)
+        modes.closed_form(1.0, modes.init())
     with pytest.raises(ValueError, match="u0"):
         lm.SaxeModes.balanced(jnp.array(S), -1.0, 2)
     with pytest.raises(ValueError, match="depth"):
@@ -271,4 +271,4 @@ def test_unbalanced_two_layer_modes_match_full_flow_and_conserve(data):
     end = a.final_state
     np.testing.assert_allclose(end[0] ** 2 - end[1] ** 2, a0[0] ** 2 - a0[1] ** 2, rtol=1e-9)
     with pytest.raises(ValueError, match="balanced"):
-        modes.closed_form(1.0)
+        modes.closed_form(1.0, modes.init())

@@ -126,7 +126,7 @@ def test_bad_input(real):
         def observe(self, y):
             return {"y": y}
 
-    with pytest.raises(ValueError, match="defines no `loss`"):
+    with pytest.raises(TypeError, match="needs the loss's Hessian"):
         ls.solve(NoLoss(), ls.CentralFlow(), lr=0.1, steps=2)
     n = ravel_pytree(real.init())[0].size
     with pytest.raises(ValueError, match="top"):

@@ -12,7 +12,7 @@ A = jnp.array([0.5, 1.0, 3.0])
 TIGHT = ls.GradientFlow(solver=diffrax.Dopri8(), rtol=1e-12, atol=1e-14)
 
 
-class Decay(ls.AbstractDynamics):
+class Decay(ls.AbstractLossDynamics, ls.AbstractClosedFormFlow, ls.AbstractClosedFormMap):
     """dy/dt = -a y: flow exp(-a t), GD (1 - lr a)^k."""
 
     a: jnp.ndarray
@@ -29,11 +29,11 @@ class Decay(ls.AbstractDynamics):
     def observe(self, y):
         return {"loss": self.loss(y), "y": y}
 
-    def closed_form(self, t):
-        return jnp.exp(-self.a * t)
+    def closed_form(self, t, y0):
+        return y0 * jnp.exp(-self.a * t)
 
-    def closed_form_steps(self, k, lr):
-        return (1 - lr * self.a) ** k
+    def closed_form_steps(self, k, lr, y0):
+        return y0 * (1 - lr * self.a) ** k
 
 
 class Blowup(ls.AbstractDynamics):
@@ -49,7 +49,20 @@ class Blowup(ls.AbstractDynamics):
         return {"y": y}
 
 
-class NaNStep(Decay):
+class NaNStep(ls.AbstractMapDynamics):
+    """Its own GD map, which turns NaN once y < 0.5."""
+
+    a: jnp.ndarray
+
+    def init(self, *, key=None):
+        return jnp.ones_like(self.a)
+
+    def vector_field(self, t, y, args):
+        return -self.a * y
+
+    def observe(self, y):
+        return {"y": y}
+
     def step(self, y, lr):
         return jnp.where(y < 0.5, jnp.nan, y * (1 - lr * self.a))
 
@@ -95,8 +108,10 @@ def test_divergence_is_reported_with_step_and_observable():
     step = int(tr.stats["fail_step"])
     assert 0 < step <= 200
     msg = tr.message()
-    assert f"step {step}" in msg and "'" in msg
-    after = np.asarray(tr.steps) > step
+    assert f"step {step}" in msg and "lower `lr`" in msg
+    # GD on dy/dt = -a y with |1 - 0.8·3| = 1.4: max|y| passes 1e6·2 at step ceil(log(2e6)/log 1.4) = 44
+    assert step == int(np.ceil(np.log(2e6) / np.log(1.4)))
+    after = np.asarray(tr.steps) >= step
     assert np.all(np.isnan(np.asarray(tr["loss"])[after]))
     assert np.all(np.isfinite(np.asarray(tr["loss"])[~after]))
     with pytest.raises(ls.SolveError, match="diverged at step"):
@@ -174,7 +189,7 @@ def test_bad_input():
         ls.solve("nope", gd, lr=0.1, steps=10)
     with pytest.raises(TypeError, match="method"):
         ls.solve(d, "gd", lr=0.1, steps=10)
-    with pytest.raises(ValueError, match="closed-form"):
+    with pytest.raises(TypeError, match="closed-form"):
         ls.solve(Blowup(), ls.ClosedForm(), lr=0.1, steps=10)
     with pytest.raises(ValueError, match="rtol"):
         ls.GradientFlow(rtol=0.0)

@@ -112,7 +112,7 @@ def test_bad_input_is_refused(small):
         def observe(self, y):
             return {"y": y}
 
-    with pytest.raises(ValueError, match="defines no `loss`"):
+    with pytest.raises(TypeError, match="defines no loss"):
         ls.Recorded(NoLoss())
     with pytest.raises(ValueError, match="only 3 parameters"):
         ls.solve(

@@ -75,11 +75,22 @@ def test_bad_input():
     with pytest.raises(ValueError, match="order"):
         ls.ModifiedFlow(order=3)
 
-    class OwnMap(Decay):
+    class OwnMap(ls.AbstractMapDynamics):
+        a: jnp.ndarray
+
+        def init(self, *, key=None):
+            return jnp.ones_like(self.a)
+
+        def vector_field(self, t, y, args):
+            return -self.a * y
+
+        def observe(self, y):
+            return {"y": y}
+
         def step(self, y, lr):
             return y * jnp.exp(-lr * self.a)
 
-    with pytest.raises(ValueError, match="own gradient-descent"):
+    with pytest.raises(TypeError, match="own gradient-descent"):
         ls.solve(OwnMap(jnp.ones(2)), ls.ModifiedFlow(1), lr=0.1, steps=5)
     with pytest.raises(ValueError, match="positive"):
         ls.solve(Decay(jnp.ones(2)), ls.ModifiedFlow(1), lr=-0.1, steps=5)
