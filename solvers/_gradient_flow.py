@@ -7,11 +7,12 @@ import math
 import diffrax
 import jax
 import jax.numpy as jnp
+import optimistix as optx
 from jaxtyping import ArrayLike, PyTree
 
 from ._dynamics import AbstractDynamics
 from ._methods import AbstractMethod, Observer
-from ._outcome import Divergence, SaveGrid, finish
+from ._outcome import Divergence, SaveGrid, finish, tree_all_finite, tree_max_abs
 from ._trajectory import RESULTS, Trajectory
 
 __all__ = ["GradientFlow", "default_tolerances"]
@@ -100,8 +101,10 @@ class GradientFlow(AbstractMethod):
         ts = grid.times(lr)
         bound = divergence.bound(state0)
 
-        def failed(t, y, args, **kwargs):
-            return divergence.check(y, bound) != RESULTS.successful
+        def margin(t, y, args, **kwargs):
+            # > 0 while the state is healthy; its zero is located by the root finder, so a
+            # flow fails at the same flow time as the closed form of the same dynamics
+            return jnp.where(tree_all_finite(y), bound - tree_max_abs(y), -jnp.ones_like(bound))
 
         meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
         saveat = diffrax.SaveAt(
@@ -121,7 +124,7 @@ class GradientFlow(AbstractMethod):
             stepsize_controller=self.controller(state0),
             adjoint=self.adjoint,
             max_steps=self.max_steps,
-            event=diffrax.Event(failed),
+            event=diffrax.Event(margin, root_finder=optx.Newton(rtol=1e-8, atol=1e-8 * bound)),
             progress_meter=meter,
             throw=False,
         )
@@ -130,9 +133,8 @@ class GradientFlow(AbstractMethod):
         t_end = sol.ts[1][-1]
         r = sol.result
         result = RESULTS.where(r == diffrax.RESULTS.successful, RESULTS.successful, RESULTS.flow_failed)
-        result = RESULTS.where(
-            r == diffrax.RESULTS.event_occurred, divergence.check(final_state, bound), result
-        )
+        blew_up = RESULTS.where(tree_all_finite(final_state), RESULTS.diverged, RESULTS.nonfinite)
+        result = RESULTS.where(r == diffrax.RESULTS.event_occurred, blew_up, result)
         result = RESULTS.where(r == diffrax.RESULTS.max_steps_reached, RESULTS.max_steps_reached, result)
         ok = result == RESULTS.successful
         step_idx = grid.step_indices()

@@ -72,17 +72,18 @@ class Divergence(eqx.Module):
         return RESULTS.where(finite, code, RESULTS.nonfinite)
 
 
-def mask_after(values: Array, ok: Bool[Array, " n"]) -> Array:
-    """Rows of `values` where `ok` is False become NaN, through a multiplier that is 1
-    on good rows and NaN on the others: values on good rows are unchanged, and any
-    derivative taken through a trajectory with a failed point is NaN — never a silent
-    zero for a NaN value. (A derivative of a *valid* point of a failed solve is NaN
-    too: reverse mode multiplies the zero cotangent of a failed point by NaN. Solve
-    up to the failure, or with `throw=True`, for derivatives.)"""
-    mult = jnp.where(ok, 1.0, jnp.nan).astype(
-        values.dtype if jnp.issubdtype(values.dtype, jnp.inexact) else float
-    )
-    return values * mult.reshape(ok.shape + (1,) * (values.ndim - 1))
+def mask_after(values: Array, ok: Bool[Array, " n"], lr: ArrayLike) -> Array:
+    """Rows of `values` where `ok` is False become NaN, and so does their derivative
+    with respect to `lr` (never a silent zero for a NaN value): the multiplier is 1 on
+    good rows and NaN on the others, and a NaN multiple of `lr` is added to the failed
+    rows. Good rows are unchanged. (Reverse mode then also makes the derivative of a
+    *valid* point of a failed solve NaN — it multiplies the failed points' zero
+    cotangents by NaN; solve up to the failure for derivatives.)"""
+    dtype = values.dtype if jnp.issubdtype(values.dtype, jnp.inexact) else jnp.result_type(float)
+    shape = ok.shape + (1,) * (values.ndim - 1)
+    mult = jnp.where(ok, 1.0, jnp.nan).astype(dtype).reshape(shape)
+    poison = jnp.where(ok, 0.0, jnp.nan).astype(dtype).reshape(shape)
+    return values * mult + poison * lr
 
 
 def finish(
@@ -121,7 +122,7 @@ def finish(
     return Trajectory(
         steps=step_idx,
         times=lr * step_idx,
-        observables={n: mask_after(jnp.asarray(observables[n]), keep) for n in names},
+        observables={n: mask_after(jnp.asarray(observables[n]), keep, lr) for n in names},
         final_state=final_state,
         result=result,
         stats=stats,

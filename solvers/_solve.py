@@ -191,7 +191,7 @@ def _check_state0(dynamics: AbstractDynamics, state0: PyTree, key: Any) -> None:
 
 
 def _throw(traj: Trajectory) -> Trajectory:
-    if is_traced(traj.result._value):
+    if is_traced(traj):  # under jit/grad/vmap: a runtime error carrying the code's message
         return traj.result.error_if(traj, traj.result != RESULTS.successful)
     if np.ndim(traj.result._value) == 0:
         if not traj.succeeded:
