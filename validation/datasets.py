@@ -101,16 +101,16 @@ def linear_teacher(
     if noise < 0:
         raise ValueError("linear_teacher: `noise` must be >= 0.")
     k_x, k_u, k_v, k_t, k_n = jax.random.split(key, 5)
-    q, _ = np.linalg.qr(np.asarray(jax.random.normal(k_x, (n_train, in_size), jnp.float64)))
+    q, _ = np.linalg.qr(np.asarray(jax.random.normal(k_x, (n_train, in_size), jnp.result_type(float))))
     x = np.sqrt(n_train) * q
     U = _haar(k_u, out_size)[:, : len(s)]
     V = _haar(k_v, in_size)[:, : len(s)]
     M = (U * s) @ V.T
-    x_test = np.asarray(jax.random.normal(k_t, (n_test, in_size), jnp.float64))
+    x_test = np.asarray(jax.random.normal(k_t, (n_test, in_size), jnp.result_type(float)))
     y = x @ M.T
     y_test = x_test @ M.T
     if noise > 0:
-        eps = np.asarray(jax.random.normal(k_n, (n_train + n_test, out_size), jnp.float64))
+        eps = np.asarray(jax.random.normal(k_n, (n_train + n_test, out_size), jnp.result_type(float)))
         y = y + noise * eps[:n_train]
         y_test = y_test + noise * eps[n_train:]
     dtype = jnp.zeros(()).dtype
@@ -141,7 +141,7 @@ def teacher_student(
 
 
 def _haar(key, n: int) -> np.ndarray:
-    q, r = np.linalg.qr(np.asarray(jax.random.normal(key, (n, n), jnp.float64)))
+    q, r = np.linalg.qr(np.asarray(jax.random.normal(key, (n, n), jnp.result_type(float))))
     return q * np.sign(np.diag(r))
 
 
