@@ -106,6 +106,7 @@ class GradientFlow(AbstractMethod):
             # flow fails at the same flow time as the closed form of the same dynamics
             return jnp.where(tree_all_finite(y), bound - tree_max_abs(y), -jnp.ones_like(bound))
 
+        root_tol = default_tolerances(state0)[0]
         meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
         saveat = diffrax.SaveAt(
             subs=[
@@ -124,7 +125,7 @@ class GradientFlow(AbstractMethod):
             stepsize_controller=self.controller(state0),
             adjoint=self.adjoint,
             max_steps=self.max_steps,
-            event=diffrax.Event(margin, root_finder=optx.Newton(rtol=1e-8, atol=1e-8 * bound)),
+            event=diffrax.Event(margin, root_finder=optx.Newton(rtol=root_tol, atol=root_tol * bound)),
             progress_meter=meter,
             throw=False,
         )
