@@ -102,6 +102,7 @@ def test_psd_part_and_its_derivative():
         assert np.all(np.isfinite(np.asarray(g)))
 
 
+@pytest.mark.slow  # ~50 s each, mostly compilation; the notebook checks k = 1 against FD by default
 @pytest.mark.parametrize("k", [1, 2])
 def test_central_flow_is_differentiable_in_eta(real, k):
     def final_loss(lr):

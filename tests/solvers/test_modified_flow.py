@@ -44,6 +44,7 @@ def test_order_one_is_the_flow_of_the_barrett_dherin_loss():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.slow  # ~40 s; the default run checks the series on a linear field and the Barrett–Dherin identity
 def test_global_error_orders_against_real_gd():
     data = lv.datasets.digits(32, 4, key=jax.random.key(0))
     net = lm.MLP(64, (8,), 1, activation="tanh", parameterization="standard")
