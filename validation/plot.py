@@ -200,15 +200,20 @@ def loglog_fits(
     styles: dict[str, str] | None = None,
 ):
     """Several `y(x)` on log–log axes, each with its least-squares power law (slope in the
-    legend). `ys`: label → `(x, y)`. Returns `(figure, {label: slope})`."""
+    legend). `ys`: label → `(x, y)`. Returns `(figure, {label: slope})`; a series with fewer
+    than two distinct x is drawn without a fit (slope `nan`)."""
     fig, ax = _fig_ax(ax)
     slopes = {}
     for j, (label, (x, y)) in enumerate(ys.items()):
         x, y = np.asarray(x, float), np.asarray(y, float)
+        color, style = f"C{j}", (styles or {}).get(label, "o-")
+        if len(np.unique(x)) < 2:  # nothing to fit
+            slopes[label] = float("nan")
+            ax.loglog(x, y, style, color=color, label=label)
+            continue
         slope, icpt = _fit_slope(x, y)
         slopes[label] = slope
-        color = f"C{j}"
-        ax.loglog(x, y, (styles or {}).get(label, "o-"), color=color, label=f"{label} (slope {slope:.2f})")
+        ax.loglog(x, y, style, color=color, label=f"{label} (slope {slope:.2f})")
         xs = np.geomspace(x.min(), x.max(), 50)
         ax.loglog(xs, np.exp(icpt) * xs**slope, ":", color=color, lw=0.8)
     ax.set_xlabel(xlabel)

@@ -68,16 +68,62 @@ def test_steps_until_settled_counts_the_last_entry():
     assert steps_until_settled(u[:3], target, 0.01) == np.inf
 
 
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    """A tiny configuration run once, end to end, and written: `(folder, results read back)`."""
+    cfg = deep_linear.Config(
+        depths=(2,),
+        lrs=(0.025, 0.05),
+        flow_time=10.0,
+        n_points=50,
+        random_s=(3.0, 2.0, 1.0, 0.5),
+        random_stds=(1e-3,),
+        random_seeds=2,
+        random_lr=0.05,
+        **TINY_SWEEP,
+    )
+    folder = run_experiment(deep_linear, cfg, progress=False).write(tmp_path_factory.mktemp("runs"))
+    plt.close("all")
+    return folder, read_results(folder)
+
+
+def test_deep_linear_tiny_run_meets_the_claims(tiny_report):
+    """Compute, figures, summary, headline, written report, and the figures redrawn from the
+    written report alone."""
+    folder, back = tiny_report
+    m = back["metrics"]
+    assert back["config"]["dtype"] == "float64" and m["numerics"]["flow_rtol"] == 1e-12
+    assert m["decoupled"]["worst_mode_ode_vs_full_flow"] < 1e-8
+    assert m["decoupled"]["worst_mode_map_vs_real_gd"] < 1e-9
+    assert m["decoupled"]["depths"]["2"]["closed_form_vs_mode_ode"]["mode_strengths"]["max"] < 1e-8
+    for order in m["decoupled"]["flow_gd_gap_orders"].values():
+        assert abs(order - 1) < 0.2
+    assert m["random_init"]["worst"]["orthogonalized"] < 0.05
+    for row in m["depth_sweep"]["table"]:
+        assert row["real_gd_steps"] == row["learning_steps"]  # the mode map is GD exactly
+    names = {"modes_over_time", "errors_over_time", "flow_gd_gap", "random_init", "depth_sweep"}
+    names |= {"learning_time_vs_lr"}
+    for name in names:
+        assert (folder / f"{name}.png").exists()
+    assert set(deep_linear.figures(back)) == names  # drawn again from the written curves alone
+    h = deep_linear.headline(m)
+    assert h["best lr / stability lr by depth (lr grid not tied to the bound)"].startswith("N=1: 0.50")
+    assert "| 2 |" in (folder / "summary.md").read_text()
+    assert "deep-linear" in EXPERIMENTS
+    plt.close("all")
+
+
 def _sweep(**kw):
     cfg = deep_linear.Config(**(TINY_SWEEP | kw))
     return measure_best_lr_vs_depth(cfg, jax.random.key(2), deep_linear.numerics())
 
 
-def test_best_lr_is_measured_not_implied():
+def test_best_lr_is_measured_not_implied(tiny_report):
     """Depth 1 has a closed form: GD on whitened linear regression lands within tol of every
     target in one step iff |1 − η| ≤ tol·s_i/(s_i − u0) for all i. Depth 2: the optimum found
     by the search equals a brute-force scan's, and is below the stability bound."""
-    res, curves = _sweep()
+    _, back = tiny_report
+    res, curves = back["metrics"]["depth_sweep"], back["curves"]
     one, two = res["table"]
     assert one["learning_steps"] == 1 and one["real_gd_steps"] == 1
     s, u0, tol = np.array(deep_linear.Config.s), deep_linear.Config.sweep_u0, deep_linear.Config.sweep_tol
@@ -99,7 +145,7 @@ def test_best_lr_is_measured_not_implied():
     assert at_min.min() - 2e-3 <= two["best_over_stability"] <= at_min.max() + 2e-3
     assert two["best_over_stability"] < 1 and two["real_gd_steps"] == two["learning_steps"]
     assert np.isinf(T(np.array([1.01 * stable]))[0])  # past the bound it never settles
-    assert set(curves) >= {"d1.lrs", "d2.learning_steps", "best_lr", "stability_lr"}
+    assert {"depth_sweep.d1.lrs", "depth_sweep.d2.learning_steps", "depth_sweep.best_lr"} <= set(curves)
 
 
 def test_best_lr_search_in_float32(float32):
@@ -120,44 +166,6 @@ def test_numerics_follow_the_dtype(float32):
         "flow_rtol": 1e-12,
         "flow_atol": 1e-14,
     }
-
-
-def test_deep_linear_tiny_run_meets_the_claims(tmp_path):
-    """A tiny configuration, end to end: compute, figures, summary, headline, written report,
-    and the figures redrawn from the written report."""
-    cfg = deep_linear.Config(
-        depths=(2,),
-        lrs=(0.025, 0.05),
-        flow_time=10.0,
-        n_points=50,
-        random_s=(3.0, 2.0, 1.0, 0.5),
-        random_stds=(1e-3,),
-        random_seeds=2,
-        random_lr=0.05,
-        **TINY_SWEEP,
-    )
-    folder = run_experiment(deep_linear, cfg, progress=False).write(tmp_path)
-    back = read_results(folder)
-    m = back["metrics"]
-    assert back["config"]["dtype"] == "float64" and m["numerics"]["flow_rtol"] == 1e-12
-    assert m["decoupled"]["worst_mode_ode_vs_full_flow"] < 1e-8
-    assert m["decoupled"]["worst_mode_map_vs_real_gd"] < 1e-9
-    assert m["decoupled"]["depths"]["2"]["closed_form_vs_mode_ode"]["mode_strengths"]["max"] < 1e-8
-    for order in m["decoupled"]["flow_gd_gap_orders"].values():
-        assert abs(order - 1) < 0.2
-    assert m["random_init"]["worst"]["orthogonalized"] < 0.05
-    for row in m["depth_sweep"]["table"]:
-        assert row["real_gd_steps"] == row["learning_steps"]  # the mode map is GD exactly
-    names = {"modes_over_time", "errors_over_time", "flow_gd_gap", "random_init", "depth_sweep"}
-    names |= {"learning_time_vs_lr"}
-    for name in names:
-        assert (folder / f"{name}.png").exists()
-    assert set(deep_linear.figures(back)) == names  # drawn again from the written curves alone
-    h = deep_linear.headline(m)
-    assert h["best lr / stability lr by depth (lr grid not tied to the bound)"].startswith("N=1: 0.50")
-    assert "| 2 |" in (folder / "summary.md").read_text()
-    assert "deep-linear" in EXPERIMENTS
-    plt.close("all")
 
 
 @pytest.mark.slow

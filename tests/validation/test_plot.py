@@ -28,6 +28,8 @@ def test_loglog_fits_report_the_slopes_they_draw():
     assert slopes["a"] == pytest.approx(-1.5, rel=1e-12) and slopes["b"] == pytest.approx(2.0, rel=1e-12)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["a (slope -1.50)", "b (slope 2.00)"]
+    _, one = plot.loglog_fits({"single": ([2.0], [0.3])})
+    assert np.isnan(one["single"])
     plt.close("all")
 
 

@@ -260,7 +260,8 @@ def _sweep_summary(c: dict, sc: dict) -> str:
         f"**Best learning rate vs depth** (s = {sc['s']}, balanced decoupled init with product u₀ = {sc['u0']}; "
         f"learning time = GD steps of the exact mode map until every mode stays within {sc['tol']:.0%} of its "
         f"target; η minimized on {sc['n_lrs']} log-spaced points over {sc['lr_range']} shared by all depths, "
-        f"then {sc['zoom_rounds']} zooms of {sc['zoom_points']} points; real GD of the full network at the "
+        f"then {sc['zoom_rounds']} rounds of {sc['zoom_points'] - 1} points refining both ends of the set of "
+        f"minimizers, located to {_worst_resolution(c):.1e} relative; real GD of the full network at the "
         "optimum).\n\n| N | best η | η_stab = 2/(N s₁^{2−2/N}) | best / stab | steps (mode map) | steps (real GD) |\n"
         "|---|---|---|---|---|---|\n"
     )
@@ -282,6 +283,10 @@ def _sweep_summary(c: dict, sc: dict) -> str:
             f"N^{c['stability_lr_vs_depth_slope']:.3f}; best/stab from {lo:.3f} to {hi:.3f}."
         )
     return head + "\n".join(rows) + tail
+
+
+def _worst_resolution(c: dict) -> float:
+    return max((r["resolution"] for r in c["table"] if "resolution" in r), default=float("nan"))
 
 
 def headline(metrics: dict) -> dict[str, str]:
