@@ -13,11 +13,13 @@ ordinary modes of the process (`0666 & ~umask`, folders `0777 & ~umask`).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
 import secrets
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,10 +185,15 @@ def _fresh_dir(parent: Path, prefix: str) -> Path:
 
 
 def _swap_in(new: Path, target: Path) -> None:
-    """Put folder `new` at `target`, replacing a previous folder there: rename the old one
-    away, rename the new one in, then delete the old one (restored if the second rename fails)."""
+    """Put folder `new` at `target`, replacing a previous folder there. Where the OS can swap
+    two paths atomically (Linux `renameat2(RENAME_EXCHANGE)`) the swap is one step; otherwise
+    the old folder is renamed away, the new one renamed in (the old one restored if that
+    fails), and the old one deleted."""
     if not target.exists():
         os.rename(new, target)
+        return
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # `new` now holds the previous report
         return
     old = _fresh_dir(target.parent, f".{target.name}.old-")
     os.rmdir(old)
@@ -197,3 +204,17 @@ def _swap_in(new: Path, target: Path) -> None:
         os.rename(old, target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap paths `a` and `b`; False where the OS or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0

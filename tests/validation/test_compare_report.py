@@ -9,7 +9,9 @@ import lmech.solvers as ls
 from lmech.validation import Report, compare, plot
 
 
-class Decay(ls.AbstractDynamics):
+class Decay(ls.AbstractLossDynamics, ls.AbstractClosedFormFlow):
+    """dy/dt = -a y: flow y0 exp(-a t), GD (1 - lr a)^k y0."""
+
     a: jnp.ndarray
 
     def init(self, *, key=None):
@@ -18,11 +20,14 @@ class Decay(ls.AbstractDynamics):
     def vector_field(self, t, y, args):
         return -self.a * y
 
-    def observe(self, y):
-        return {"loss": 0.5 * jnp.sum(self.a * y**2), "y": y}
+    def loss(self, y):
+        return 0.5 * jnp.sum(self.a * y**2)
 
-    def closed_form(self, t):
-        return jnp.exp(-self.a * t)
+    def observe(self, y):
+        return {"loss": self.loss(y), "y": y}
+
+    def closed_form(self, t, y0):
+        return y0 * jnp.exp(-self.a * t)
 
 
 def test_compare_matches_closed_form_errors():

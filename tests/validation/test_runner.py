@@ -101,3 +101,17 @@ def test_report_refuses_a_file_in_the_way(tmp_path):
     with pytest.raises(ValueError, match="not a folder"):
         Report("demo", {}, {}).write(tmp_path)
     assert (tmp_path / "demo").read_text() == "not a report"
+
+
+@pytest.mark.parametrize("atomic_exchange", [True, False])
+def test_replacing_a_report_swaps_whole_folders(tmp_path, monkeypatch, atomic_exchange):
+    """With the OS's atomic exchange, and with the rename-away fallback."""
+    from lmech.validation import report as report_module
+
+    if not atomic_exchange:
+        monkeypatch.setattr(report_module, "_exchange", lambda a, b: False)
+    Report("demo", {"seed": 0}, {"v": 0.0}, curves={"old_only": np.zeros(2)}).write(tmp_path)
+    Report("demo", {"seed": 1}, {"v": 1.0}).write(tmp_path)
+    back = read_results(tmp_path / "demo")
+    assert back["config"]["seed"] == 1 and back["curves"] == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
