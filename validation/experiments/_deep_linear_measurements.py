@@ -41,11 +41,6 @@ def _linear_net(size: int, depth: int) -> lm.MLP:
     )
 
 
-def _project(U, V, end_to_end):
-    """Mode strengths u_i = U_i^T W V_i of end-to-end matrices (any leading axes)."""
-    return jnp.einsum("km,...kd,dm->...m", U, end_to_end, V)
-
-
 def _gd(dynamics, lr, steps, every):
     return ls.solve(dynamics, ls.GradientDescent(), lr=lr, steps=steps, save_every=every, progress=False)
 
@@ -103,7 +98,7 @@ def measure_decoupled_init(cfg, key, num: dict, *, progress: bool = False):
             curves[f"{p}.lr{i}.map_vs_gd"] = map_vs_gd.errors["end_to_end"]
             if i == len(lrs) - 1:
                 curves[f"{p}.gd_times"] = gd_real.times
-                curves[f"{p}.real_gd"] = _project(modes.U, modes.V, gd_real["end_to_end"])
+                curves[f"{p}.real_gd"] = modes.project(gd_real["end_to_end"])
                 curves[f"{p}.mode_map"] = gd_modes["mode_strengths"]
         d["per_lr"] = per_lr
         d["flow_gd_gap_order"] = loglog_slope(lrs, gaps)
@@ -139,7 +134,7 @@ def measure_plateau_times(cfg, key, num: dict, *, progress: bool = False):
             W1 = std * jax.random.normal(k1, (m, m))
             W2 = std * jax.random.normal(k2, (m, m))
             theories = {
-                r: lm.SaxeModes.balanced(s, lm.effective_initial_strengths(W1, W2, U, V, rule=r), 2)
+                r: lm.SaxeModes.balanced(s, lm.effective_initial_strengths(W1, W2, U, V, rule=r), 2, U=U, V=V)
                 for r in RULES
             }
             inits.append((W1, W2, theories))
@@ -150,7 +145,7 @@ def measure_plateau_times(cfg, key, num: dict, *, progress: bool = False):
         for seed in tqdm(range(cfg.random_seeds), desc=f"std {std:g}", leave=False, disable=not progress):
             W1, W2, theories = inits[seed]
             gd = _gd(lm.Trained(net, data, params=((W1, None), (W2, None))), lr, steps, 1)
-            u_real = np.asarray(_project(U, V, gd["end_to_end"]))
+            u_real = np.asarray(theories[RULES[0]].project(gd["end_to_end"]))
             t_real = first_crossing(np.asarray(gd.times), u_real, np.asarray(s) / 2)
             for rule, theory in theories.items():
                 tr = _gd(theory, lr, steps, 1)
@@ -190,9 +185,7 @@ def measure_plateau_times(cfg, key, num: dict, *, progress: bool = False):
 def measure_best_lr_vs_depth(cfg, key, num: dict, *, progress: bool = False):
     """Best learning rate and learning time per depth (mode GD map), checked by real GD."""
     data = datasets.linear_teacher(cfg.s, cfg.size, cfg.size, cfg.n_train, 0, key=key)
-    U, s_all, V, _ = lm.target_modes(data)
-    r = len(cfg.s)  # modes with a target; the others (s = 0) only decay
-    s, U_r, V_r = s_all[:r], U[:, :r], V[:, :r]
+    s = lm.target_modes(data)[1][: len(cfg.s)]  # modes with a target; the others (s = 0) only decay
     s1 = float(s[0])
     rows, curves = [], {"depths": np.asarray(cfg.sweep_depths)}
     for depth in tqdm(cfg.sweep_depths, desc="best lr vs depth", leave=False, disable=not progress):
@@ -218,7 +211,7 @@ def measure_best_lr_vs_depth(cfg, key, num: dict, *, progress: bool = False):
                 "learning_steps": int(search.value),
                 "resolution": search.resolution,
                 "minimum_at_lr_range_edge": search.at_range_edge,
-                "real_gd_steps": _real_gd_learning_steps(cfg, data, key, depth, search, U_r, V_r, s),
+                "real_gd_steps": _real_gd_learning_steps(cfg, data, key, depth, search, s),
             }
         else:
             row |= {"best_lr": "not learned", "learning_steps": "not learned", "real_gd_steps": "not learned"}
@@ -280,11 +273,12 @@ def _learning_time_of_mode_map(s, u0: float, depth: int, max_steps: int, tol: fl
     return learning_time
 
 
-def _real_gd_learning_steps(cfg, data, key, depth, search, U_r, V_r, s):
+def _real_gd_learning_steps(cfg, data, key, depth, search, s):
     """The full network (decoupled init) trained by GD at the best η: steps to learn."""
     modes = lm.SaxeModes.from_dataset(data, depth, u0=cfg.sweep_u0)
     net = _linear_net(cfg.size, depth)
     real = lm.Trained(net, data, params=lm.decoupled_init(net, modes, key=jax.random.fold_in(key, depth)))
     gd = _gd(real, search.best, int(search.value) + 50, 1)
-    k = steps_until_settled(np.asarray(_project(U_r, V_r, gd["end_to_end"])), np.asarray(s), cfg.sweep_tol)
+    u = np.asarray(modes.project(gd["end_to_end"]))[:, : len(s)]
+    k = steps_until_settled(u, np.asarray(s), cfg.sweep_tol)
     return int(k) if np.isfinite(k) else "not learned"
