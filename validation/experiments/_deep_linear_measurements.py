@@ -210,6 +210,9 @@ def measure_best_lr_vs_depth(cfg, key, num: dict, *, progress: bool = False):
                 "best_over_stability_interval": [lo / stable, hi / stable],
                 "learning_steps": int(search.value),
                 "resolution": search.resolution,
+                # the evaluated neighbours of the set of minimizers: how sharp the optimum is
+                "steps_just_below": _neighbour_value(search, below=True),
+                "steps_just_above": _neighbour_value(search, below=False),
                 "minimum_at_lr_range_edge": search.at_range_edge,
                 "real_gd_steps": _real_gd_learning_steps(cfg, data, key, depth, search, s),
             }
@@ -249,6 +252,15 @@ def measure_best_lr_vs_depth(cfg, key, num: dict, *, progress: bool = False):
         [row["real_gd_steps"] if isinstance(row["real_gd_steps"], int) else np.inf for row in rows], float
     )
     return res, curves
+
+
+def _neighbour_value(search, *, below: bool):
+    lo, hi = search.interval
+    side = search.values[search.lrs < lo] if below else search.values[search.lrs > hi]
+    if side.size == 0:
+        return "none evaluated"
+    v = side[-1] if below else side[0]
+    return int(v) if np.isfinite(v) else "not learned"
 
 
 def _learning_time_of_mode_map(s, u0: float, depth: int, max_steps: int, tol: float, chunk: int):

@@ -278,9 +278,16 @@ def _sweep_summary(c: dict, sc: dict) -> str:
     tail = ""
     if "best_lr_vs_depth_slope" in c:
         lo, hi = c["best_over_stability_range"]
+        edges = ", ".join(
+            f"N={r['depth']}: {r['steps_just_below']} / {r['steps_just_above']}"
+            for r in c["table"]
+            if "steps_just_above" in r and r["depth"] >= 2
+        )
         tail = (
             f"\n\nFitted over N ≥ 2: best η ∝ N^{c['best_lr_vs_depth_slope']:.3f}, η_stab ∝ "
-            f"N^{c['stability_lr_vs_depth_slope']:.3f}; best/stab from {lo:.3f} to {hi:.3f}."
+            f"N^{c['stability_lr_vs_depth_slope']:.3f}; best/stab from {lo:.3f} to {hi:.3f}, so the gap to "
+            f"the bound, 1 − best/stab, goes from {1 - lo:.2%} to {1 - hi:.2%}. Learning time just "
+            f"below / just above the set of minimizers (evaluated neighbours): {edges}."
         )
     return head + "\n".join(rows) + tail
 
