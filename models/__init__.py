@@ -1,6 +1,6 @@
 """lmech.models — what is integrated: networks, real training, and theories of it."""
 
-from ._activations import ACTIVATIONS
+from ._activations import ACTIVATIONS, AbstractActivation, Activation, get_activation
 from ._data import Dataset
 from ._deep_linear import SaxeModes, target_modes
 from ._empirical_ntk import empirical_ntk, ntk_vector_product
@@ -15,6 +15,9 @@ from ._trained import Trained
 
 __all__ = [
     "ACTIVATIONS",
+    "AbstractActivation",
+    "Activation",
+    "get_activation",
     "LOSSES",
     "MSE",
     "AbstractLoss",

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
+from ._blocks import blockwise, check_block_size
+
 _OUTPUTS = ("full", "trace", "diagonal")
 _METHODS = ("jacobian", "ntvp")
 
@@ -30,11 +32,13 @@ def _jac_block(apply_fn, params, x1, x2):
     return sum(terms)
 
 
+@eqx.filter_jit
 def ntk_vector_product(
     apply_fn: Callable, params: PyTree, x1: Array, v: Array, x2: Array | None = None
 ) -> Array:
     r"""$\Theta(x_1, x_2)\,v$ without forming Θ: one vjp at `x2` ($J_2^\top v$) and one jvp
-    at `x1`. `v` has the shape of `apply_fn(params, x2)`; `x2` defaults to `x1`."""
+    at `x1`. `v` has the shape of `apply_fn(params, x2)`; `x2` defaults to `x1`. Compiled
+    once per `apply_fn` and shapes (pass the same `apply_fn` object to reuse it)."""
     x2 = x1 if x2 is None else x2
     _, vjp = jax.vjp(lambda p: apply_fn(p, x2), params)
     (g,) = vjp(v)
@@ -84,14 +88,10 @@ def empirical_ntk(
     for name, x in (("x1", x1), ("x2", x2)):
         if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
             raise ValueError(f"empirical_ntk: `{name}` contains NaN or inf.")
-    fn = lambda a, b: _kernel_block(apply_fn, params, a, b, method, output)  # noqa: E731
-    if block_size is None:
-        return fn(x1, x2)
-    rows = []
-    for i in range(0, x1.shape[0], block_size):
-        cols = [fn(x1[i : i + block_size], x2[j : j + block_size]) for j in range(0, x2.shape[0], block_size)]
-        rows.append(jnp.concatenate(cols, axis=2 if output == "full" else 1))
-    return jnp.concatenate(rows, axis=0)
+    block_size = check_block_size(block_size, "empirical_ntk")
+    # a block against itself (x2 omitted, diagonal blocks) takes one Jacobian, not two
+    fn = lambda a, b: _kernel_block(apply_fn, params, a, None if b is a else b, method, output)  # noqa: E731
+    return blockwise(fn, x1, x2, block_size, col_axis=2 if output == "full" else 1)
 
 
 @eqx.filter_jit
