@@ -26,61 +26,70 @@ def hvp(loss: Callable[[PyTree], Scalar], state: PyTree, v: PyTree) -> PyTree:
 
 def lanczos(
     matvec: Callable[[Float[Array, " n"]], Float[Array, " n"]],
-    v0: Float[Array, " n"],
+    v0: Float[Array, " n"] | Float[Array, "b n"],
     iters: int,
     *,
     key: Any = None,
 ) -> tuple[Float[Array, " m"], Float[Array, "m n"]]:
-    r"""Ritz pairs of a symmetric operator from an `iters`-step Lanczos process.
+    r"""Ritz pairs of a symmetric operator from an `iters`-dimensional Krylov space.
 
-    The Krylov basis $V = [v_1 \dots v_m]$ of $\{v_0, A v_0, \dots\}$ is built with full
-    re-orthogonalization (classical Gram–Schmidt, twice), and the Ritz values are the
-    eigenvalues of the projected matrix $V^\top A V$ (formed from the stored products,
-    so no tridiagonal round-off is assumed). If the Krylov space becomes invariant
-    (a zero residual), the process restarts with a random vector orthogonal to $V$.
+    The basis $V = [v_1 \dots v_m]$ of $\{v_0, A v_0, \dots\}$ — or, for a block start
+    $V_0$ of $b$ vectors, of $\{V_0, A V_0, A^2 V_0, \dots\}$ (block Lanczos, built one
+    vector at a time) — is built with full re-orthogonalization (classical
+    Gram–Schmidt, twice), and the Ritz values are the eigenvalues of the projected
+    matrix $V^\top A V$ formed from the stored products (no tridiagonal round-off is
+    assumed). If the Krylov space becomes invariant (a zero residual), the process
+    continues with a random vector orthogonal to $V$.
 
     Extremal eigenvalues converge first; with `iters` equal to the dimension the
-    result is exact up to round-off. Fixed trip count: jit-, vmap- and
-    grad-compatible.
+    result is exact up to round-off. A block start close to the top eigenvectors (a
+    warm start) needs only a few products. Fixed trip count: jit-, vmap- and
+    grad-compatible. Exactly `iters` products of `matvec`.
 
     **Arguments:**
 
     - `matvec`: $v \mapsto A v$ for a symmetric $A$ acting on flat vectors.
-    - `v0`: the start vector (need not be normalized; must not be zero).
-    - `iters`: the Krylov dimension $m$ (static, $1 \le m \le n$).
-    - `key`: seeds the restart vectors (default `jax.random.key(0)`).
+    - `v0`: the start vector `(n,)`, or a start block `(b, n)` of linearly independent
+      rows (need not be orthonormal).
+    - `iters`: the Krylov dimension $m$ (static, $b \le m \le n$).
+    - `key`: seeds the restart vector (default `jax.random.key(0)`).
 
     **Returns:** `(values, vectors)`: the $m$ Ritz values in *descending* order and
     the Ritz vectors as the rows of an `(m, n)` array.
     """
-    n = v0.shape[0]
-    if not 1 <= iters <= n:
-        raise ValueError(f"lanczos: `iters` must be between 1 and the dimension {n}, got {iters}.")
+    block = v0[None] if v0.ndim == 1 else v0
+    b, n = block.shape
+    if not b <= iters <= n:
+        raise ValueError(
+            f"lanczos: `iters` must be between the block size {b} and the dimension {n}, got {iters}."
+        )
     key = jax.random.key(0) if key is None else key
     dtype = v0.dtype
-    V = jnp.zeros((iters, n), dtype)
+    restart = jax.random.normal(key, (n,), dtype)
+    q, _ = jnp.linalg.qr(block.T)  # orthonormal start block, (n, b)
+    # b spare rows, so every iteration writes its new vector in place (no select of V)
+    V = jnp.zeros((iters + b, n), dtype).at[:b].set(q.T)
     AV = jnp.zeros((iters, n), dtype)
-    v = v0 / jnp.linalg.norm(v0)
 
-    def orthogonalize(w, V):
+    def orthogonalize(w, V):  # the spare rows are zero until written, so they do not matter
         w = w - V.T @ (V @ w)
         return w - V.T @ (V @ w)
 
     def body(j, carry):
-        V, AV, v = carry
-        V = V.at[j].set(v)
-        av = matvec(v)
+        V, AV = carry
+        av = matvec(V[j])
         AV = AV.at[j].set(av)
         w = orthogonalize(av, V)
-        b = jnp.linalg.norm(w)
+        bnorm = jnp.linalg.norm(w)
         scale = jnp.linalg.norm(av) + jnp.finfo(dtype).tiny
-        fresh = orthogonalize(jax.random.normal(jax.random.fold_in(key, j), (n,), dtype), V)
-        invariant = b <= 1e3 * jnp.finfo(dtype).eps * scale
-        w = jnp.where(invariant, fresh, w)
+        invariant = bnorm <= 1e3 * jnp.finfo(dtype).eps * scale
+        w = jnp.where(invariant, orthogonalize(jnp.roll(restart, j), V), w)
         nrm = jnp.linalg.norm(w)
-        return V, AV, w / jnp.where(nrm > 0, nrm, 1.0)
+        w = w / jnp.where(nrm > 0, nrm, 1.0)
+        return V.at[j + b].set(w), AV
 
-    V, AV, _ = jax.lax.fori_loop(0, iters, body, (V, AV, v))
+    V, AV = jax.lax.fori_loop(0, iters, body, (V, AV))
+    V = V[:iters]
     T = V @ AV.T
     T = 0.5 * (T + T.T)
     vals, vecs = jnp.linalg.eigh(T)
