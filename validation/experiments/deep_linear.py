@@ -8,8 +8,8 @@ r"""Experiment `deep-linear`: deep linear networks, theory against real gradient
   strengths (naive projection, and the sequential orthogonalization of the hidden directions).
 - **Best learning rate vs depth** (`measure_best_lr_vs_depth`, Saxe et al. 2014 Fig. 4 type):
   the learning time of the exact mode GD map (steps until every mode stays within `sweep_tol`
-  of its target), minimized over η on an absolute log grid shared by all depths and refined by
-  zooming (`_best_lr.py`), next to the linear stability bound $\eta_{\rm stab} = 2/(N
+  of its target), minimized over η on an absolute log grid shared by all depths, both ends of
+  the set of minimizers refined (`_best_lr.py`), next to the linear stability bound $\eta_{\rm stab} = 2/(N
   s_1^{2-2/N})$ of the top mode; real GD checked at each optimum.
 
 The measurements are in `_deep_linear_measurements.py`; the tolerances of the tight ODE solves
@@ -43,6 +43,9 @@ DESCRIPTION = (
 
 @dataclass(frozen=True)
 class Config:
+    """Sizes of the three measurements (field groups in order); `Config.quick()` is the
+    minute-scale version the validation table is built from."""
+
     seed: int = 0
     # decoupled init
     size: int = 8
