@@ -66,7 +66,8 @@ def compare(
     if not isinstance(a, Trajectory) or not isinstance(b, Trajectory):
         raise TypeError("compare: both arguments must be Trajectory objects (from lmech.solvers.solve).")
     for name, tr in zip(labels, (a, b)):
-        if np.ndim(tr.result) == 0 and not isinstance(tr.result, jax.core.Tracer) and int(tr.result) != 0:
+        code = tr.result._value
+        if np.ndim(code) == 0 and not isinstance(code, jax.core.Tracer) and not tr.succeeded:
             warnings.warn(f"compare: trajectory {name!r} did not succeed: {tr.message()}", stacklevel=2)
     names = observables
     if names is None:

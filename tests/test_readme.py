@@ -1,0 +1,36 @@
+"""The README's main example runs and does what its comments say."""
+
+import pathlib
+import re
+
+import jax
+import numpy as np
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _block(after: str) -> str:
+    text = README.read_text()
+    start = text.index(after)
+    return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+
+
+def test_main_example(capsys):
+    ns: dict = {}
+    exec(compile(_block("## Example"), "README example", "exec"), ns)
+    mode_map_err = float(ns["cmp"].max_relative_error["end_to_end"])
+    flow_err = float(ns["lv"].compare(ns["traj_flow"], ns["traj_real"]).max_relative_error["end_to_end"])
+    assert mode_map_err < 1e-13  # "~1e-15: the mode map *is* GD here"
+    # "O(η) flow–GD gap": halving η halves it
+    ls, lv, theory, real = ns["ls"], ns["lv"], ns["theory"], ns["real"]
+    half = lv.compare(
+        ls.solve(theory, ls.GradientFlow(), lr=0.025, steps=800, save_every=8),
+        ls.solve(real, ls.GradientDescent(), lr=0.025, steps=800, save_every=8),
+    ).max_relative_error["end_to_end"]
+    assert 1.8 < flow_err / float(half) < 2.2
+    # the printed gradient is the derivative of the final loss: check it by central differences
+    f, h = ns["final_loss"], 1e-6
+    fd = (f(0.05 + h) - f(0.05 - h)) / (2 * h)
+    np.testing.assert_allclose(float(jax.grad(f)(0.05)), float(fd), rtol=1e-6)
+    printed = capsys.readouterr().out.split()
+    assert float(printed[0]) == mode_map_err
