@@ -114,8 +114,8 @@ class AbstractActivation(eqx.Module):
     closed_form: eqx.AbstractClassVar[bool]
     #: whether `pair_moments` needs `det` and `dist` exact to round-off relative to
     #: themselves (an angle θ = atan2(√det, k12), as in ReLU's arc-cosine kernel). Otherwise
-    #: they may come from the covariance entries, which costs no per-pair pass over the inputs:
-    #: the moments of a smooth φ depend on √det only through its square near det = 0.
+    #: they may come from the covariance entries (absolute error ~eps·k², no per-pair pass over
+    #: the inputs): the moments of a smooth φ are smooth functions of det itself.
     needs_exact_det: ClassVar[bool] = False
 
     @abc.abstractmethod
@@ -143,8 +143,8 @@ class AbstractActivation(eqx.Module):
         $\rho = k_{12}/(s_1 s_2)$, $c = \sqrt{\det\Sigma}/(s_1 s_2)$,
         $u = s_1 z_1$, $v = s_2(\rho z_1 + c z_2)$ for independent standard normals;
         $\mathbb E[\phi(u)^2]$ by the 1-D rule."""
-        z, w = (jnp.asarray(a) for a in _gauss_hermite_nodes(nodes))
-        k11, k22, k12, det, dist = pair
+        k11, k22, k12, det, _ = pair
+        z, w = (jnp.asarray(a, dtype=jnp.result_type(k11, k22, k12)) for a in _gauss_hermite_nodes(nodes))
         s1, s2 = jnp.sqrt(k11), jnp.sqrt(k22)
         s = s1 * s2
         safe = jnp.where(s > 0, s, 1.0)

@@ -157,10 +157,14 @@ def analytic_kernels(
     """`{"nngp": K(x1, x2), "ntk": Θ(x1, x2)}` of the spec at infinite width (scalar
     output; the kernel of `out_size = k` outputs is this ⊗ I_k).
 
-    linear, relu and erf are closed forms, exact to round-off on and off the diagonal;
-    other activations use `quadrature_nodes`² Gauss–Hermite points. `block_size` computes
-    the matrix in blocks of that many rows and columns (memory O(block_size²) per step,
-    so P = 10⁴ fits in CPU memory).
+    linear, relu and erf are closed forms, exact to round-off on and off the diagonal
+    (duplicates and near-duplicates included). Other activations use `quadrature_nodes`²
+    Gauss–Hermite points: exact to round-off *for that rule*, whose own error grows with
+    the pre-activation variance — checked on erf against its closed form (tests): at
+    variances up to 3, 64 nodes give E[φ'φ'] to ~2e-6, 256 nodes to round-off; raise
+    `quadrature_nodes` for large σ_w or deep unbounded activations. `block_size` computes the
+    matrix in blocks of that many rows and columns (memory O(block_size²) per step, so
+    P = 10⁴ fits in CPU memory).
     """
     x1 = _check(net, x1, "x1")
     x2 = x1 if x2 is None else _check(net, x2, "x2")

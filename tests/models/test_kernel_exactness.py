@@ -7,8 +7,10 @@ of THEORY.md §2 — plain Python, no helper of the library.
 - tanh, gelu: the same 2-D Gauss–Hermite rule as the definition (u = s₁z₁,
   v = s₂(ρz₁ + √(1−ρ²) z₂), nodes from numpy), in float64 numpy, with φ' written by hand.
 
-Inputs include exact duplicates, a near-duplicate (1e-7 away), exactly parallel points of
-different norms and an antipodal pair — the cases where θ = arccos ρ is ill-conditioned.
+Inputs (d = 64) include an exact duplicate, near-duplicates 1e-7 and 1e-12 away, parallel
+points of other norms (×2, ×0.5, ×(1 + 1e-9)), an antipodal and a nearly antipodal pair —
+the cases where θ = arccos ρ is ill-conditioned. The old arccos form missed this reference
+by up to 6e-8 (ReLU, depth 10; 4e-9 already at depth 2, on the diagonal).
 """
 
 from __future__ import annotations
@@ -232,3 +234,14 @@ def test_analytic_kernels_match_the_independent_reference(act, bias, param):
                 worst = max(worst, diag, off)
                 lines.append(f"depth {depth} {name}: diagonal {diag:.1e}, off-diagonal {off:.1e}")
     assert worst <= TOL, "\n".join(lines)
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_float32_inputs_give_float32_kernels(act):
+    # the kernels follow the inputs' dtype (closed forms and quadrature alike)
+    net = lm.MLP(D_IN, (WIDTH, WIDTH), 1, activation=act, sigma_w=SIGMA_W, sigma_b=SIGMA_B)
+    k32 = lm.analytic_kernels(net, X.astype(np.float32))
+    k64 = lm.analytic_kernels(net, X)
+    for name in ("nngp", "ntk"):
+        assert k32[name].dtype == np.float32
+        assert relative_errors(k32[name], np.asarray(k64[name])).max() < 1e-5
