@@ -220,7 +220,7 @@ def test_orthogonalized_strengths_predict_stepwise_learning():
     gd = ls.solve(
         lm.Trained(net, d, params=((W1, None), (W2, None))), ls.GradientDescent(), lr=0.02, steps=2000
     )
-    u_real = np.asarray(jnp.einsum("km,tkd,dm->tm", U, gd["end_to_end"], V))
+    u_real = np.asarray(lm.SaxeModes.from_dataset(d, 2, u0=1.0).project(gd["end_to_end"]))
     from lmech.validation.experiments._util import first_crossing
 
     t_real = first_crossing(np.asarray(gd.times), u_real, np.asarray(s_) / 2)
