@@ -1,6 +1,13 @@
 """lmech.models — what is integrated: networks, real training, and theories of it."""
 
-from ._activations import ACTIVATIONS, AbstractActivation, Activation, get_activation
+from ._activations import (
+    ACTIVATIONS,
+    AbstractActivation,
+    Activation,
+    GaussianPair,
+    PairMoments,
+    get_activation,
+)
 from ._data import Dataset
 from ._deep_linear import SaxeModes, target_modes
 from ._empirical_ntk import empirical_ntk, ntk_vector_product
@@ -17,6 +24,8 @@ __all__ = [
     "ACTIVATIONS",
     "AbstractActivation",
     "Activation",
+    "GaussianPair",
+    "PairMoments",
     "get_activation",
     "LOSSES",
     "MSE",

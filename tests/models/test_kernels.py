@@ -9,7 +9,6 @@ import pytest
 
 import lmech.models as lm
 from lmech.models import _kernels
-from lmech.models._activations import GaussianPair
 
 X = jax.random.normal(jax.random.key(0), (12, 5))
 
@@ -58,9 +57,11 @@ def test_empirical_ntk_converges_to_analytic_as_inverse_sqrt_width(act):
     ],
 )
 def test_deep_empirical_ntk_matches_analytic_on_average(act, parameterization):
-    # two hidden layers: the recursion past the first layer, against real networks
+    # two hidden layers: the recursion past the first layer, against real networks. The
+    # seed-mean's error is the seed fluctuation (measured 0.024-0.047; 0.013 with 64 seeds,
+    # 0.014 at width 2048); a parameterization applied to one side only gives 0.99
     errs = _mc_errors(act, [512], seeds=16, parameterization=parameterization, hidden_layers=2, mean=True)
-    assert errs[0] < 0.05, errs
+    assert errs[0] < 0.08, errs
 
 
 @pytest.mark.slow
@@ -77,7 +78,7 @@ def _covariances(n=60, seed=0):
     rng = np.random.default_rng(seed)
     k11, k22 = rng.uniform(0.05, 3.0, n), rng.uniform(0.05, 3.0, n)
     rho = np.concatenate([rng.uniform(-0.99, 0.99, n - 4), [1.0, -1.0, 1 - 1e-9, -1 + 1e-9]])
-    return GaussianPair.from_covariance(k11, k22, rho * np.sqrt(k11 * k22))
+    return lm.GaussianPair.from_covariance(k11, k22, rho * np.sqrt(k11 * k22))
 
 
 def test_activation_registry_and_objects():
@@ -114,7 +115,7 @@ def _quadrature_error(name, nodes):
     act = lm.get_activation(name)
     exact = act.pair_moments(pair)
     quad = jax.jit(act.quadrature_moments, static_argnums=1)(pair, nodes)
-    diag = lambda k: act.pair_moments(GaussianPair.from_covariance(k, k, k))  # noqa: E731
+    diag = lambda k: act.pair_moments(lm.GaussianPair.from_covariance(k, k, k))  # noqa: E731
     d11, d22 = diag(pair.k11), diag(pair.k22)
     # errors relative to the Cauchy–Schwarz scale of each moment
     e = np.abs(quad.e12 - exact.e12) / np.sqrt(exact.e11 * exact.e22)
