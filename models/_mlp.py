@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PyTree
 
-from ._activations import get_activation
+from ._activations import AbstractActivation, Linear, get_activation
 
 PARAMETERIZATIONS = ("ntk", "standard")
 _LATER = ("mup", "mean_field")
@@ -57,7 +57,9 @@ class MLP(eqx.Module):
     **Arguments:**
 
     - `in_size`, `widths` (tuple of hidden widths, may be empty), `out_size`.
-    - `activation`: one of `linear, relu, erf, tanh, gelu, softplus, sigmoid`.
+    - `activation`: a name (`linear, relu, erf, tanh, gelu, softplus, sigmoid`; see
+      `lm.ACTIVATIONS`) or an activation object (`lm.Activation(name, fn)` for any
+      function: its kernels then come by quadrature).
     - `parameterization`: `"ntk"` or `"standard"`.
     - `sigma_w`, `sigma_b`: weight and bias scales.
     - `bias`: whether layers have biases (default: `sigma_b != 0`).
@@ -67,7 +69,7 @@ class MLP(eqx.Module):
     in_size: int = eqx.field(static=True, converter=_int_like)
     widths: tuple[int, ...] = eqx.field(static=True, converter=_widths)
     out_size: int = eqx.field(static=True, converter=_int_like)
-    activation: str = eqx.field(static=True, default="relu")
+    activation: str | AbstractActivation = eqx.field(static=True, default="relu")
     parameterization: str = eqx.field(static=True, default="ntk")
     sigma_w: float = eqx.field(static=True, default=1.0, converter=_scale("sigma_w"))
     sigma_b: float = eqx.field(static=True, default=0.0, converter=_scale("sigma_b"))
@@ -123,7 +125,7 @@ class MLP(eqx.Module):
     @property
     def is_linear(self) -> bool:
         """A linear network without biases: $f(x) = W_{\\rm eff}\\, x$."""
-        return self.activation == "linear" and not self.has_bias
+        return isinstance(get_activation(self.activation), Linear) and not self.has_bias
 
     def init(self, key: Any) -> Params:
         """Draw parameters (see the class docstring for the distributions)."""
