@@ -62,6 +62,14 @@ class Config:
     large_lr_sigma_w: float = 1.0
     block_size: int = 128
 
+    def __post_init__(self):
+        for run in self.runs:
+            if not (isinstance(run, tuple) and len(run) == 4 and isinstance(run[2], tuple) and run[3] > 0):
+                raise ValueError(
+                    f"kernel.Config: each entry of `runs` must be (activation, depth, widths tuple, sigma_w > 0), "
+                    f"got {run!r}."
+                )
+
     @classmethod
     def quick(cls, seed: int = 0) -> Config:
         return cls(
