@@ -132,27 +132,3 @@ def test_results_rebuilds_the_table_from_reports(tmp_path, fake_registry, capsys
     Report("unknown-thing", {}, {"v": 1.0}).write(tmp_path / "u")
     assert main(["results", str(tmp_path / "u"), "--write", str(out)]) == 2
     assert "skipping unknown experiment 'unknown-thing'" in capsys.readouterr().err
-
-
-def test_kernel_tiny_run_has_the_expected_scalings(tmp_path):
-    from lmech.validation.experiments import kernel, run_experiment
-
-    cfg = kernel.Config(
-        n_train=48,
-        n_test=24,
-        steps=100,
-        save_every=20,
-        seeds=2,
-        runs=(("relu", 2, (64, 256, 1024)),),
-        large_lr_width=256,
-    )
-    folder = run_experiment(kernel, cfg, progress=False).write(tmp_path)
-    m = json.loads((folder / "metrics.json").read_text())["metrics"]
-    slopes = m["runs"]["relu_L2"]["slopes"]
-    assert slopes["f_test_max"] < -0.3  # linearization error shrinks with width
-    assert slopes["ntk_change"] < -0.5  # kernel moves less at larger width
-    assert -0.75 < slopes["ntk_init_vs_analytic"] < -0.25  # Monte-Carlo n^(-1/2)
-    ll = m["large_lr"]
-    assert ll["gd_map_vs_real"] < 0.5 * ll["flow_vs_real"]  # the exact map tracks GD, the flow does not
-    for name in ("width_scaling", "outputs_over_time", "large_lr"):
-        assert (folder / f"{name}.png").exists()
