@@ -57,27 +57,25 @@ def run_experiment(module: ModuleType, config: Any, *, progress: bool = True) ->
             f"({module.__name__}.Config)."
         )
     start = time.perf_counter()
-    if not hasattr(module, "compute"):
-        # Modules not yet converted to compute/figures/summary build their Report themselves.
-        report = module.run(config, progress=progress)
-        report.config = {**report.config, "dtype": float_dtype_name()}
-    else:
-        results = module.compute(config, progress=progress)
-        _check_results(name, results)
-        figs = module.figures(results)
-        if not isinstance(figs, dict):
-            raise TypeError(f"{name}.figures must return a dict name -> Figure, got {type(figs)}.")
-        text = module.summary(results)
-        if not isinstance(text, str):
-            raise TypeError(f"{name}.summary must return a markdown string, got {type(text)}.")
-        report = Report(
-            name=name,
-            config=config_dict(config),
-            metrics=dict(results["metrics"]),
-            summary=text,
-            figures=figs,
-            curves={k: np.asarray(v) for k, v in results["curves"].items()},
-        )
+    for part in ("compute", "figures", "summary", "headline"):
+        if not callable(getattr(module, part, None)):
+            raise TypeError(f"run_experiment: experiment {name!r} has no function `{part}`.")
+    results = module.compute(config, progress=progress)
+    _check_results(name, results)
+    figs = module.figures(results)
+    if not isinstance(figs, dict):
+        raise TypeError(f"{name}.figures must return a dict name -> Figure, got {type(figs)}.")
+    text = module.summary(results)
+    if not isinstance(text, str):
+        raise TypeError(f"{name}.summary must return a markdown string, got {type(text)}.")
+    report = Report(
+        name=name,
+        config=config_dict(config),
+        metrics=dict(results["metrics"]),
+        summary=text,
+        figures=figs,
+        curves={k: np.asarray(v) for k, v in results["curves"].items()},
+    )
     report.metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     return report
 
