@@ -8,9 +8,22 @@ $$\mathbb E[\phi(u)\phi(v)],\quad \mathbb E[\phi'(u)\phi'(v)],\quad \mathbb E[\p
   \mathbb E[\phi(v)^2],$$
 
 which the infinite-width NNGP/NTK recursions consume (THEORY.md §2). `ReLU`, `Erf` and
-`Linear` have closed forms; any other function, `Activation(name, fn)`, uses 2-D
-Gauss–Hermite quadrature (`AbstractActivation.quadrature_moments`, available to every
-activation, e.g. to check a closed form).
+`Linear` have closed forms; any other function, `Activation(name, fn)`, uses a 2-D
+trapezoid rule on the truncated line (`AbstractActivation.quadrature_moments`, available
+to every activation, e.g. to check a closed form).
+
+**The quadrature rule.** $\mathbb E[g(z)]$, $z \sim \mathcal N(0, 1)$, is
+$\sum_i h\,\varphi(z_i)\,g(z_i)$ on `nodes` equally spaced points $z_i \in [-8, 8]$
+($\varphi$ the standard normal density; the tail beyond 8 weighs $1.2\cdot10^{-15}$). For a
+smooth $g$ the trapezoid rule on the line converges like $e^{-c/h^2}$ (its error is the
+aliased Fourier transform of $g\varphi$ at $2\pi/h$), much faster than Gauss–Hermite with
+the same points, whose nodes spread to $\pm\sqrt{2n}$ and leave the centre coarse. Measured
+on the erf NTK against its closed form (inputs with $\lvert x\rvert^2/d \le 1$, $\sigma_b = 0.1$,
+depths 1–10, worst entry relative): at $\sigma_w = 1, 1.4, 2$ Gauss–Hermite with 64 nodes is
+off by 6e-12, 5e-7, 7e-4; the trapezoid with 80 nodes (the default) by 7e-14, 4e-14, 7e-13.
+The error grows with the pre-activation variance $k$ (the features of $\phi(\sqrt k z)$
+shrink like $1/\sqrt k$): deep unbounded activations at $\sigma_w \ge 2$ (GELU's variance
+doubles per layer) need more nodes.
 
 Nearly equal inputs make $\Sigma$ nearly singular, and $\theta = \arccos(k_{12}/\sqrt{k_{11}k_{22}})$
 at $\rho = 1 - \varepsilon$ turns round-off into $\sqrt\varepsilon$. So the pair also carries
@@ -46,9 +59,11 @@ __all__ = [
     "GaussianPair",
     "Linear",
     "PairMoments",
+    "QUADRATURE_NODES",
     "ReLU",
     "check_quadrature_nodes",
     "get_activation",
+    "quadrature_rule",
 ]
 
 
@@ -86,11 +101,18 @@ class PairMoments(NamedTuple):
     dist: Array
 
 
+#: the default number of quadrature points per axis (see the module docs for its accuracy)
+QUADRATURE_NODES = 80
+#: the rule's half-width: nodes on [-8, 8]
+_HALF_WIDTH = 8.0
+
+
 @functools.lru_cache(maxsize=16)
-def _gauss_hermite_nodes(nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights for $\\mathbb E[g(z)]$, $z \\sim \\mathcal N(0, 1)$."""
-    x, w = np.polynomial.hermite.hermgauss(nodes)
-    return np.sqrt(2.0) * x, w / np.sqrt(np.pi)
+def quadrature_rule(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of the trapezoid rule for $\\mathbb E[g(z)]$, $z \\sim \\mathcal N(0, 1)$:
+    `nodes` equally spaced points on $[-8, 8]$, weights $h\\,\\varphi(z_i)$ (float64 numpy)."""
+    z = np.linspace(-_HALF_WIDTH, _HALF_WIDTH, nodes)
+    return z, (z[1] - z[0]) * np.exp(-(z**2) / 2) / np.sqrt(2 * np.pi)
 
 
 def _value_and_derivative(fn, z):
@@ -101,7 +123,7 @@ def _value_and_derivative(fn, z):
 def check_quadrature_nodes(nodes) -> int:
     if isinstance(nodes, bool) or not isinstance(nodes, (int, np.integer)) or nodes < 2:
         raise ValueError(
-            f"`quadrature_nodes` must be an int >= 2 (Gauss–Hermite points per axis), got {nodes!r}."
+            f"`quadrature_nodes` must be an int >= 2 (quadrature points per axis), got {nodes!r}."
         )
     return int(nodes)
 
@@ -123,7 +145,7 @@ class AbstractActivation(eqx.Module):
         """$\\phi(z)$, elementwise."""
 
     @abc.abstractmethod
-    def pair_moments(self, pair: GaussianPair, nodes: int = 64) -> PairMoments:
+    def pair_moments(self, pair: GaussianPair, nodes: int = QUADRATURE_NODES) -> PairMoments:
         """The moments of $(\\phi(u), \\phi(v))$; `nodes` is used only by quadrature."""
 
     def derivative(self, z: Array) -> Array:
@@ -131,20 +153,20 @@ class AbstractActivation(eqx.Module):
         return _value_and_derivative(self, jnp.asarray(z))[1]
 
     def gaussian_expectations(
-        self, k11: Array, k22: Array, k12: Array, *, nodes: int = 64
+        self, k11: Array, k22: Array, k12: Array, *, nodes: int = QUADRATURE_NODES
     ) -> tuple[Array, Array]:
         r"""$\mathbb E[\phi(u)\phi(v)]$ and $\mathbb E[\phi'(u)\phi'(v)]$ for
         $(u, v) \sim \mathcal N(0, [[k_{11}, k_{12}], [k_{12}, k_{22}]])$."""
         m = self.pair_moments(GaussianPair.from_covariance(k11, k22, k12), check_quadrature_nodes(nodes))
         return m.e12, m.de12
 
-    def quadrature_moments(self, pair: GaussianPair, nodes: int = 64) -> PairMoments:
-        r"""The moments by `nodes`² Gauss–Hermite points: with $s_i = \sqrt{k_{ii}}$,
+    def quadrature_moments(self, pair: GaussianPair, nodes: int = QUADRATURE_NODES) -> PairMoments:
+        r"""The moments by the `nodes`² point trapezoid rule (module docs): with $s_i = \sqrt{k_{ii}}$,
         $\rho = k_{12}/(s_1 s_2)$, $c = \sqrt{\det\Sigma}/(s_1 s_2)$,
         $u = s_1 z_1$, $v = s_2(\rho z_1 + c z_2)$ for independent standard normals;
         $\mathbb E[\phi(u)^2]$ by the 1-D rule."""
         k11, k22, k12, det, _ = pair
-        z, w = (jnp.asarray(a, dtype=jnp.result_type(k11, k22, k12)) for a in _gauss_hermite_nodes(nodes))
+        z, w = (jnp.asarray(a, dtype=jnp.result_type(k11, k22, k12)) for a in quadrature_rule(nodes))
         s1, s2 = jnp.sqrt(k11), jnp.sqrt(k22)
         s = s1 * s2
         safe = jnp.where(s > 0, s, 1.0)
@@ -181,7 +203,7 @@ class Activation(AbstractActivation):
     def __call__(self, z):
         return self.fn(z)
 
-    def pair_moments(self, pair, nodes=64):
+    def pair_moments(self, pair, nodes=QUADRATURE_NODES):
         return self.quadrature_moments(pair, nodes)
 
 
@@ -194,7 +216,7 @@ class Linear(AbstractActivation):
     def __call__(self, z):
         return z
 
-    def pair_moments(self, pair, nodes=64):
+    def pair_moments(self, pair, nodes=QUADRATURE_NODES):
         k11, k22, k12, det, dist = pair
         return PairMoments(k12, jnp.ones_like(k12), k11, k22, det, dist)
 
@@ -235,7 +257,7 @@ class ReLU(AbstractActivation):
     def __call__(self, z):
         return jax.nn.relu(z)
 
-    def pair_moments(self, pair, nodes=64):
+    def pair_moments(self, pair, nodes=QUADRATURE_NODES):
         k11, k22, k12, det, dist = pair
         s = jnp.sqrt(k11) * jnp.sqrt(k22)
         r = jnp.sqrt(det)  # s sin θ
@@ -272,7 +294,7 @@ class Erf(AbstractActivation):
     def __call__(self, z):
         return jax.scipy.special.erf(z)
 
-    def pair_moments(self, pair, nodes=64):
+    def pair_moments(self, pair, nodes=QUADRATURE_NODES):
         k11, k22, k12, det, _ = pair
         root_q = jnp.sqrt(1 + 2 * (k11 + k22) + 4 * det)
         e11, e22 = ((2 / jnp.pi) * jnp.arctan2(2 * k, jnp.sqrt(1 + 4 * k)) for k in (k11, k22))

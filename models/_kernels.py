@@ -34,7 +34,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._activations import AbstractActivation, GaussianPair, check_quadrature_nodes, get_activation
+from ._activations import (
+    QUADRATURE_NODES,
+    AbstractActivation,
+    GaussianPair,
+    check_quadrature_nodes,
+    get_activation,
+)
 from ._blocks import blockwise, check_block_size
 from ._mlp import MLP
 
@@ -152,19 +158,20 @@ def analytic_kernels(
     x2: Float[Array, "P2 d"] | None = None,
     *,
     block_size: int | None = None,
-    quadrature_nodes: int = 64,
+    quadrature_nodes: int = QUADRATURE_NODES,
 ) -> dict[str, Float[Array, "P1 P2"]]:
     """`{"nngp": K(x1, x2), "ntk": Θ(x1, x2)}` of the spec at infinite width (scalar
     output; the kernel of `out_size = k` outputs is this ⊗ I_k).
 
     linear, relu and erf are closed forms, exact to round-off on and off the diagonal
-    (duplicates and near-duplicates included). Other activations use `quadrature_nodes`²
-    Gauss–Hermite points: exact to round-off *for that rule*, whose own error grows with
-    the pre-activation variance — checked on erf against its closed form (tests): at
-    variances up to 3, 64 nodes give E[φ'φ'] to ~2e-6, 256 nodes to round-off; raise
-    `quadrature_nodes` for large σ_w or deep unbounded activations. `block_size` computes the
-    matrix in blocks of that many rows and columns (memory O(block_size²) per step, so
-    P = 10⁴ fits in CPU memory).
+    (duplicates and near-duplicates included). Other activations use a trapezoid rule with
+    `quadrature_nodes` points per axis (default 80, on [-8, 8]): exact to round-off *for
+    that rule*, whose own error grows with the pre-activation variance. Checked on erf
+    against its closed form (tests): ≤ 1e-10 relative at σ_w ≤ 2, depths ≤ 10, inputs with
+    |x|²/d ≤ 1 (measured 7e-13 at worst; Gauss–Hermite with 64 nodes was off by 7e-4 at
+    σ_w = 2). Raise `quadrature_nodes` for larger variances (deep unbounded activations at
+    σ_w ≥ 2, large inputs). `block_size` computes the matrix in blocks of that many rows
+    and columns (memory O(block_size²) per step, so P = 10⁴ fits in CPU memory).
     """
     x1 = _check(net, x1, "x1")
     x2 = x1 if x2 is None else _check(net, x2, "x2")

@@ -4,8 +4,9 @@ of THEORY.md §2 — plain Python, no helper of the library.
 - relu, erf: the closed forms in 40-digit decimal arithmetic (`decimal`), where the
   textbook θ = arccos ρ is accurate to ~1e-20 even at ρ = 1 − 1e-16; on the diagonal
   (x = x') the exact formulas θ = 0, E[φ²] = k/2, E[φ'²] = 1/2.
-- tanh, gelu: the same 2-D Gauss–Hermite rule as the definition (u = s₁z₁,
-  v = s₂(ρz₁ + √(1−ρ²) z₂), nodes from numpy), in float64 numpy, with φ' written by hand.
+- tanh, gelu: the same 2-D trapezoid rule as the definition (80 equally spaced points on
+  [−8, 8] per axis, weights h·φ(z); u = s₁z₁, v = s₂(ρz₁ + √(1−ρ²) z₂)), in float64
+  numpy, with φ' written by hand.
 
 Inputs (d = 64) include an exact duplicate, near-duplicates 1e-7 and 1e-12 away, parallel
 points of other norms (×2, ×0.5, ×(1 + 1e-9)), an antipodal and a nearly antipodal pair —
@@ -140,8 +141,8 @@ def _decimal_kernels(x1, x2, moments, depth, bias, param):
     return out
 
 
-# ------------------------------------------------ Gauss–Hermite, float64, same rule
-_GH = {
+# ------------------------------------------------ trapezoid rule, float64, same rule
+_QUAD = {
     "tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2),
     "gelu": (
         lambda z: z * 0.5 * (1 + scipy.special.erf(z / math.sqrt(2))),
@@ -152,10 +153,10 @@ _GH = {
 }
 
 
-def _quadrature_kernels(x1, x2, act, depth, bias, param, nodes=64):
-    phi, dphi = _GH[act]
-    t, w = np.polynomial.hermite.hermgauss(nodes)
-    z, w = math.sqrt(2) * t, w / math.sqrt(math.pi)
+def _quadrature_kernels(x1, x2, act, depth, bias, param, nodes=80, half_width=8.0):
+    phi, dphi = _QUAD[act]
+    z = np.linspace(-half_width, half_width, nodes)
+    w = (z[1] - z[0]) * np.exp(-(z**2) / 2) / math.sqrt(2 * math.pi)
     z1, z2, ww = z[:, None], z[None, :], w[:, None] * w[None, :]
     sw2, sb2 = SIGMA_W**2, (SIGMA_B**2 if bias else 0.0)
     same = np.all(x1[:, None, :] == x2[None, :, :], axis=-1)
@@ -187,7 +188,7 @@ def _quadrature_kernels(x1, x2, act, depth, bias, param, nodes=64):
 
 def reference(x1, x2, act, depth, bias, param):
     """[(K, Θ) after layer 1, ..., after layer `depth`] for inputs x1, x2."""
-    if act in _GH:
+    if act in _QUAD:
         return _quadrature_kernels(x1, x2, act, depth, bias, param)
     moments = {"relu": _relu_moments, "erf": _erf_moments}[act]
     return _decimal_kernels(x1, x2, moments, depth, bias, param)
