@@ -199,10 +199,12 @@ def test_bad_input_is_a_clear_error(name):
 
 def test_good_input_still_works():
     # the same constructors with good values (so the cases above fail for the stated reason)
-    lm.MLP(3, [4], 1, bias=True, sigma_b=0.1)
-    lm.Dataset(np.asarray(X), np.asarray(Y[:, 0]))
-    lm.Trained(lm.MLP(3, (4,), 2), ONEHOT, "ce", key=jax.random.key(0))
-    lm.Linearized(K, K[:4], Z, Z[:4], Y, Y[:4])
-    lm.infinite_ensemble(lm.MLP(3, (4,), 1), DATA, steps=5, lr=0.1)
-    ls.solve(REAL, ls.GradientDescent(), lr=1, steps=2, state0=REAL.init())
-    ls.GradientFlow(solver=diffrax.Dopri5(), rtol=1e-6, atol=1e-8, max_steps=10)
+    assert lm.MLP(3, [4], 1, bias=True, sigma_b=0.1).has_bias
+    assert lm.Dataset(np.asarray(X), np.asarray(Y[:, 0])).y_train.shape == (8, 1)
+    ce = lm.Trained(lm.MLP(3, (4,), 2), ONEHOT, "ce", key=jax.random.key(0))
+    assert ce.loss_fn is lm.cross_entropy
+    assert float(lm.Linearized(K, K[:4], Z, Z[:4], Y, Y[:4]).max_stable_lr) > 0
+    ens = lm.infinite_ensemble(lm.MLP(3, (4,), 1), DATA, steps=5, lr=0.1)
+    assert np.all(np.isfinite(np.asarray(ens["mean"])))
+    assert ls.solve(REAL, ls.GradientDescent(), lr=1, steps=2, state0=REAL.init()).succeeded
+    assert ls.GradientFlow(solver=diffrax.Dopri5(), rtol=1e-6, atol=1e-8, max_steps=10).max_steps == 10

@@ -5,24 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_core import ExactMap, Plain
 
 import lmech.models as lm
 import lmech.solvers as ls
 import lmech.validation as lv
-
-
-class Plain(ls.AbstractDynamics):
-    """A flow with nothing else: no loss, no closed form, no own map."""
-
-    def init(self, *, key=None):
-        return jnp.ones(3)
-
-    def vector_field(self, t, y, args):
-        return -y
-
-    def observe(self, y):
-        return {"y": y}
-
 
 NEEDS = [
     (ls.ClosedForm(), "closed-form flow"),
@@ -90,22 +77,9 @@ def test_linearized_closed_form_honours_state0():
 
 
 def test_own_map_is_used_by_gradient_descent_and_refused_by_modified_flow():
-    class Exact(ls.AbstractMapDynamics):
-        def init(self, *, key=None):
-            return jnp.ones(2)
-
-        def vector_field(self, t, y, args):
-            return -y
-
-        def observe(self, y):
-            return {"y": y}
-
-        def step(self, y, lr):
-            return y * jnp.exp(-lr)  # the exact time-lr map of the flow
-
-    tr = ls.solve(Exact(), ls.GradientDescent(), lr=0.1, steps=10)
+    tr = ls.solve(ExactMap(jnp.ones(2)), ls.GradientDescent(), lr=0.1, steps=10)
     np.testing.assert_allclose(tr["y"][-1], np.exp(-1.0) * np.ones(2), rtol=1e-14)
     with pytest.raises(TypeError, match="own gradient-descent"):
-        ls.solve(Exact(), ls.ModifiedFlow(), lr=0.1, steps=10)
+        ls.solve(ExactMap(jnp.ones(2)), ls.ModifiedFlow(), lr=0.1, steps=10)
     with pytest.raises(TypeError):
-        ls.solve(Exact(), ls.CentralFlow(), lr=0.1, steps=10)
+        ls.solve(ExactMap(jnp.ones(2)), ls.CentralFlow(), lr=0.1, steps=10)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
+from test_core import Plain  # a flow without a loss
 
 import lmech.models as lm
 import lmech.solvers as ls
@@ -133,18 +134,8 @@ def test_central_flow_is_differentiable_in_eta(real, k):
 
 
 def test_bad_input(real):
-    class NoLoss(ls.AbstractDynamics):
-        def init(self, *, key=None):
-            return jnp.ones(3)
-
-        def vector_field(self, t, y, args):
-            return -y
-
-        def observe(self, y):
-            return {"y": y}
-
     with pytest.raises(TypeError, match="needs the loss's Hessian"):
-        ls.solve(NoLoss(), ls.CentralFlow(), lr=0.1, steps=2)
+        ls.solve(Plain(), ls.CentralFlow(), lr=0.1, steps=2)
     n = ravel_pytree(real.init())[0].size
     with pytest.raises(ValueError, match="top"):
         ls.solve(real, ls.CentralFlow(k=n + 1), lr=0.1, steps=2)

@@ -49,6 +49,37 @@ class Blowup(ls.AbstractDynamics):
         return {"y": y}
 
 
+class Plain(ls.AbstractDynamics):
+    """dy/dt = -y and nothing else: no loss, no closed form, no own map."""
+
+    def init(self, *, key=None):
+        return jnp.ones(3)
+
+    def vector_field(self, t, y, args):
+        return -y
+
+    def observe(self, y):
+        return {"y": y}
+
+
+class ExactMap(ls.AbstractMapDynamics):
+    """dy/dt = -a y with its exact time-lr map as the gradient-descent step."""
+
+    a: jnp.ndarray
+
+    def init(self, *, key=None):
+        return jnp.ones_like(self.a)
+
+    def vector_field(self, t, y, args):
+        return -self.a * y
+
+    def observe(self, y):
+        return {"y": y}
+
+    def step(self, y, lr):
+        return y * jnp.exp(-lr * self.a)
+
+
 class NaNStep(ls.AbstractMapDynamics):
     """Its own GD map, which turns NaN once y < 0.5."""
 

@@ -7,32 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_core import Decay  # dy/dt = -a y with loss and both closed forms
 
 import lmech.solvers as ls
 
 A = jnp.array([0.5, 1.0, 3.0])
-
-
-class Decay(ls.AbstractLossDynamics, ls.AbstractClosedFormFlow, ls.AbstractClosedFormMap):
-    a: jnp.ndarray
-
-    def init(self, *, key=None):
-        return jnp.ones_like(self.a)
-
-    def vector_field(self, t, y, args):
-        return -self.a * y
-
-    def loss(self, y):
-        return 0.5 * jnp.sum(self.a * y**2)
-
-    def observe(self, y):
-        return {"loss": self.loss(y), "y": y}
-
-    def closed_form(self, t, y0):
-        return y0 * jnp.exp(-self.a * t)
-
-    def closed_form_steps(self, k, lr, y0):
-        return y0 * (1 - lr * self.a) ** k
 
 
 class Grow(ls.AbstractClosedFormFlow):

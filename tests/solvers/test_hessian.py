@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
+from test_core import Plain  # a flow without a loss
 
 import lmech.models as lm
 import lmech.solvers as ls
@@ -102,18 +103,8 @@ def test_bad_input_is_refused(small):
     with pytest.raises(ValueError, match="positive int"):
         ls.hessian_eigenpairs(real.loss, p0, 0)
 
-    class NoLoss(ls.AbstractDynamics):
-        def init(self, *, key=None):
-            return jnp.ones(3)
-
-        def vector_field(self, t, y, args):
-            return -y
-
-        def observe(self, y):
-            return {"y": y}
-
     with pytest.raises(TypeError, match="defines no loss"):
-        ls.Recorded(NoLoss())
+        ls.Recorded(Plain())
     with pytest.raises(ValueError, match="only 3 parameters"):
         ls.solve(
             ls.Recorded(

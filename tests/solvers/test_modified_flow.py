@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_core import Decay  # dy/dt = -a y, with its loss
+from test_core import Decay, ExactMap  # dy/dt = -a y: with its loss; with its exact map
 
 import lmech.models as lm
 import lmech.solvers as ls
@@ -76,22 +76,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="order"):
         ls.ModifiedFlow(order=3)
 
-    class OwnMap(ls.AbstractMapDynamics):
-        a: jnp.ndarray
-
-        def init(self, *, key=None):
-            return jnp.ones_like(self.a)
-
-        def vector_field(self, t, y, args):
-            return -self.a * y
-
-        def observe(self, y):
-            return {"y": y}
-
-        def step(self, y, lr):
-            return y * jnp.exp(-lr * self.a)
-
     with pytest.raises(TypeError, match="own gradient-descent"):
-        ls.solve(OwnMap(jnp.ones(2)), ls.ModifiedFlow(1), lr=0.1, steps=5)
+        ls.solve(ExactMap(jnp.ones(2)), ls.ModifiedFlow(1), lr=0.1, steps=5)
     with pytest.raises(ValueError, match="positive"):
         ls.solve(Decay(jnp.ones(2)), ls.ModifiedFlow(1), lr=-0.1, steps=5)
