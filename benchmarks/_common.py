@@ -63,9 +63,8 @@ def write_section(name: str, body: str) -> None:
         else "# Benchmark results\n\nWritten by the scripts in this folder; each owns one section.\n"
     )
     stamp = datetime.date.today().isoformat()
-    cmd = "python " + " ".join(
-        [Path(sys.argv[0]).as_posix().split("/")[-2] + "/" + Path(sys.argv[0]).name] + sys.argv[1:]
-    )
+    script = Path(sys.argv[0]).resolve()
+    cmd = "python " + " ".join([f"{script.parent.name}/{script.name}"] + sys.argv[1:])
     section = f"## {name}\n\n`{cmd}` — {stamp} — {machine()}\n\n{body.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = (
