@@ -138,8 +138,10 @@ def _block(act: AbstractActivation, nodes: int, c: _Coefficients, x1, x2):
 # compiled once per (activation, nodes, shapes, depth bucket): the numbers are traced
 _block_jit = jax.jit(_block, static_argnums=(0, 1))
 
-# rows per block of the symmetric path when no `block_size` is given (about; see _split)
+# rows per block of the symmetric path when no `block_size` is given (about; see _split),
+# and kernel entries per step of the map over blocks (its temporaries: ~30 MB in float64)
 _SYMMETRIC_BLOCK = 128
+_CHUNK = 2**18
 
 
 def _pad_rows(x, n):
@@ -148,64 +150,76 @@ def _pad_rows(x, n):
     return x if extra == 0 else jnp.concatenate([x, jnp.broadcast_to(x[:1], (extra, x.shape[1]))])
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _symmetric_jit(act, nodes, b, chunk, c, x, xq):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _symmetric_jit(act, nodes, b, chunk, outputs, c, x, xq):
     r"""$K(x, x)$ and $\Theta(x, x)$ from the blocks on and above the diagonal only (the
-    kernels are symmetric), and — if `xq` is not None — $K(x_q, x)$, $\Theta(x_q, x)$, all
-    from one batch of `b`×`b` blocks mapped `chunk` at a time."""
+    kernels are symmetric), and — if `xq` is not None — $K(x_q, x)$, $\Theta(x_q, x)$, from
+    one list of `b`×`b` blocks mapped `chunk` at a time (memory: that many blocks of
+    temporaries). `outputs` names the kernels returned (a subset of `("nngp", "ntk")`)."""
     P, Q = x.shape[0], 0 if xq is None else xq.shape[0]
     nb, nq = -(-P // b), -(-Q // b)
     rows = [_pad_rows(x, nb * b)] + ([] if xq is None else [_pad_rows(xq, nq * b)])
     blocks = jnp.concatenate(rows).reshape(nb + nq, b, x.shape[1])
     iu, ju = np.triu_indices(nb)
     it, jt = np.repeat(np.arange(nb, nb + nq), nb), np.tile(np.arange(nb), nq)
-    pairs = (np.concatenate([iu, it]), np.concatenate([ju, jt]))
-    out = jax.lax.map(
-        lambda ij: _block(act, nodes, c, blocks[ij[0]], blocks[ij[1]]),
-        pairs,
-        batch_size=chunk or len(pairs[0]),
-    )
-    n = len(iu)
+    n, total = len(iu), len(iu) + len(it)
+    steps = -(-total // chunk)
+    pad = steps * chunk - total  # whole chunks (one compiled body), the extra pairs dropped
+    pairs = tuple(np.concatenate([a, bb, np.zeros(pad, int)]) for a, bb in ((iu, it), (ju, jt)))
 
-    # entry (i, j) is computed with x_min(i, j) as the first point (a quadrature rule is not
-    # symmetric in its two points): on the diagonal blocks the lower triangle mirrors the upper
-    lower = (iu == ju)[:, None, None] & ~np.triu(np.ones((b, b), bool))
+    def one(ij):
+        k, t = _block(act, nodes, c, blocks[ij[0]], blocks[ij[1]])
+        return tuple({"nngp": k, "ntk": t}[name] for name in outputs)
+
+    out = jax.lax.map(one, pairs, batch_size=chunk)
+
+    # the square from its upper blocks by one gather: block (I, J) below the diagonal is
+    # the transpose of (J, I); entry (i, j) is always computed with x_min(i, j) as the
+    # first point (a quadrature rule is not symmetric in its two points), so on the
+    # diagonal blocks the lower triangle mirrors the upper
+    index = np.zeros((nb, nb), int)
+    index[iu, ju] = index[ju, iu] = np.arange(n)
+    mirror = np.tril(np.ones((nb, nb), bool), -1)[:, :, None, None] | (
+        np.eye(nb, dtype=bool)[:, :, None, None] & ~np.triu(np.ones((b, b), bool))
+    )
 
     def square(v):
-        v = jnp.where(lower, jnp.swapaxes(v[:n], 1, 2), v[:n])
-        full = jnp.zeros((nb, nb, b, b), v.dtype).at[iu, ju].set(v).at[ju, iu].set(jnp.swapaxes(v, 1, 2))
+        g = v[index]
+        full = jnp.where(mirror, jnp.swapaxes(g, 2, 3), g)
         return full.transpose(0, 2, 1, 3).reshape(nb * b, nb * b)[:P, :P]
 
     def rect(v):
-        return v[n:].reshape(nq, nb, b, b).transpose(0, 2, 1, 3).reshape(nq * b, nb * b)[:Q, :P]
+        return v[n:total].reshape(nq, nb, b, b).transpose(0, 2, 1, 3).reshape(nq * b, nb * b)[:Q, :P]
 
-    train = tuple(square(v) for v in out)
-    return train, (None if xq is None else tuple(rect(v) for v in out))
+    train = dict(zip(outputs, (square(v) for v in out)))
+    return train, (None if xq is None else dict(zip(outputs, (rect(v) for v in out))))
 
 
-def _split(P: int, block_size: int | None) -> tuple[int, int | None]:
-    """Block rows `b` and pairs per step: `block_size` blocks one at a time, or about
-    `_SYMMETRIC_BLOCK` rows (the padding under one row per block) all at once."""
+def _split(P: int, block_size: int | None) -> tuple[int, int]:
+    """Block rows `b` and blocks per step: `block_size` blocks one at a time, or about
+    `_SYMMETRIC_BLOCK` rows (the padding under one row per block), `_CHUNK` entries a step."""
     if block_size is not None:
         return min(block_size, P), 1
     nb = max(1, round(P / _SYMMETRIC_BLOCK))
-    return -(-P // nb), None
+    b = -(-P // nb)
+    return b, max(1, _CHUNK // (b * b))
 
 
-def symmetric_kernels(net, x, x_other=None, *, block_size=None, quadrature_nodes=QUADRATURE_NODES):
+def symmetric_kernels(
+    net, x, x_other=None, *, block_size=None, quadrature_nodes=QUADRATURE_NODES, outputs=("nngp", "ntk")
+):
     """`({"nngp": K(x, x), "ntk": Θ(x, x)}, {"nngp": K(x_other, x), "ntk": Θ(x_other, x)} or
     None)`: the symmetric kernel from its upper blocks, and the kernel of other points
     against `x` in the same compiled call (the training and test-train kernels of a
-    linearized model)."""
+    linearized model); `outputs` selects the kernels (e.g. `("ntk",)`)."""
     x = _check(net, x, "x")
     xq = None if x_other is None else _check(net, x_other, "x_other")
     block_size = check_block_size(block_size, "analytic_kernels")
     b, chunk = _split(x.shape[0], block_size)
     act = get_activation(net.activation)
     coefs = _coefficients(net, x.dtype if xq is None else jnp.result_type(x, xq))
-    train, other = _symmetric_jit(act, check_quadrature_nodes(quadrature_nodes), b, chunk, coefs, x, xq)
-    pack = lambda kt: None if kt is None else {"nngp": kt[0], "ntk": kt[1]}  # noqa: E731
-    return pack(train), pack(other)
+    nodes = check_quadrature_nodes(quadrature_nodes)
+    return _symmetric_jit(act, nodes, b, chunk, tuple(outputs), coefs, x, xq)
 
 
 def _check(net: MLP, x, name):

@@ -16,6 +16,16 @@ Lubich 1997). One basis serves every time. The basis is kept orthogonal by full
 re-orthogonalization (twice, against every earlier vector), so the projection is exact to
 round-off rather than only in exact arithmetic.
 
+**On the host.** The recurrence runs in numpy (float64) inside one `jax.pure_callback`:
+a compiled loop of matrix-vector products took 0.3 s to compile per call site (and a
+`solve` has two), while numpy's BLAS does the 30–60 products of a typical basis in
+milliseconds at P = 1536; the small tridiagonal eigenproblems go to LAPACK's MRRR
+(`scipy.linalg.eigh_tridiagonal`, O(m²), no threaded BLAS: XLA's dense `eigh` goes through
+divide-and-conquer with threaded BLAS, which stalled for ~0.8 s per call on a busy 2-core
+machine). On an accelerator the kernel is copied to the host for it (the eigendecomposition
+path stays on the device), and the basis is not differentiable with respect to the kernel
+or the start residual (use the eigendecomposition for such gradients).
+
 **Stopping.** Every `check_every` steps the approximations at the *largest* requested time
 (the hardest: the polynomial degree needed grows with $t$) are compared with those of the
 previous check; the loop stops when the change is below `tol` — the decayed residual
@@ -38,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
+import scipy.sparse.linalg
 from jaxtyping import Array, Bool, Float, Int
 
 __all__ = ["KrylovBasis", "batch_max", "lanczos", "rayleigh_estimate", "top_eigenvalue", "weighted"]
@@ -61,32 +72,17 @@ def batch_max(x: Array) -> Array:
 
 
 class KrylovBasis(NamedTuple):
-    r"""A Lanczos basis of $\Theta$ from $r_0$, ready to apply functions of $\Theta$:
-    $f(\Theta) r_0 \approx$ `QS @ weighted(f(ritz), w)` and $B f(\Theta) r_0 \approx$
-    `ZS @ weighted(f(ritz), w)`. Padding columns (past `size`) carry zero weight."""
+    r"""Lanczos bases of $\Theta$ from the columns of $r_0$ (leading axis: the column),
+    ready to apply functions of $\Theta$: $f(\Theta) r_0 \approx$ `QS @ weighted(f(ritz), w)`
+    and $B f(\Theta) r_0 \approx$ `ZS @ weighted(f(ritz), w)`, per column. Columns of the
+    basis past `size` are padding, with zero weight."""
 
-    QS: Float[Array, "N m"]  # Q_m S: the Ritz vectors
-    ZS: Float[Array, "M m"]  # B Q_m S: their images under the observed map
-    ritz: Float[Array, " m"]  # eigenvalues of T_m (the Ritz values)
-    w: Float[Array, " m"]  # |r0| S[0, :]: r0 in the Ritz basis
-    size: Int[Array, ""]
-    converged: Bool[Array, ""]
-
-
-def _ritz(alpha: np.ndarray, beta: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues and eigenvectors of the leading `size` block of the tridiagonal $T_m$
-    (diagonal `alpha`, off-diagonal `beta`), embedded in `m`×`m`: the padding has Ritz value
-    0 and unit eigenvectors outside the block (first component 0: no weight). On the host,
-    by LAPACK's MRRR (`scipy.linalg.eigh_tridiagonal`): O(m²), no threaded BLAS — XLA's
-    dense `eigh` goes through divide-and-conquer with threaded BLAS, which stalls for ~0.8 s
-    per call when the cores are busy (measured on a 2-core machine under load)."""
-    m = alpha.shape[0]
-    ritz, vecs = np.zeros(m, alpha.dtype), np.eye(m, dtype=alpha.dtype)
-    if size == 1:
-        ritz[0] = alpha[0]
-    else:
-        ritz[:size], vecs[:size, :size] = scipy.linalg.eigh_tridiagonal(alpha[:size], beta[: size - 1])
-    return ritz, vecs
+    QS: Float[Array, "c N m"]  # Q_m S: the Ritz vectors
+    ZS: Float[Array, "c M m"]  # B Q_m S: their images under the observed map
+    ritz: Float[Array, "c m"]  # eigenvalues of T_m (the Ritz values)
+    w: Float[Array, "c m"]  # |r0| S[0, :]: r0 in the Ritz basis
+    size: Int[Array, " c"]
+    converged: Bool[Array, " c"]
 
 
 def weighted(f: Array, w: Array, xp=jnp) -> Array:
@@ -94,19 +90,63 @@ def weighted(f: Array, w: Array, xp=jnp) -> Array:
     return xp.where(w == 0, 0.0, f * w)
 
 
-def _host_coefficients(host_factors, alpha, beta, size, beta0, params):
-    """Ritz values, vectors, the weights |r0| S[0, :] and S f(ritz) w for each function."""
-    ritz, S = _ritz(np.asarray(alpha), np.asarray(beta), int(size))
-    w = np.asarray(beta0) * S[0, :]
-    with np.errstate(all="ignore"):  # numpy evaluates both sides of a where
-        fs = host_factors(ritz, *(np.asarray(p) for p in params))
-        return ritz, S, w, [S @ weighted(f, w, np) for f in fs]
+def _ritz(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and eigenvectors of the tridiagonal with diagonal `alpha`, off-diagonal
+    `beta` (LAPACK's MRRR)."""
+    if len(alpha) == 1:
+        return alpha.copy(), np.ones((1, 1))
+    return scipy.linalg.eigh_tridiagonal(alpha, beta)
+
+
+def _lanczos_column(mat, r0, factors, m_max, tol, check_every):
+    """One Lanczos basis in numpy: (Q S, Ritz values, weights, size, converged)."""
+    N = len(r0)
+    beta0 = float(np.linalg.norm(r0))
+    if beta0 == 0:
+        return np.zeros((N, 1)), np.zeros(1), np.zeros(1), 1, True
+    Q = np.zeros((N, m_max))
+    Q[:, 0] = r0 / beta0
+    alpha, beta = np.zeros(m_max), np.zeros(m_max)
+    eps = np.finfo(np.float64).eps
+    previous, converged, size = None, False, m_max
+    for j in range(m_max):
+        v = mat @ Q[:, j]
+        alpha[j] = Q[:, j] @ v
+        basis = Q[:, : j + 1]
+        v -= basis @ (basis.T @ v)  # full re-orthogonalization, twice ("twice is enough")
+        v -= basis @ (basis.T @ v)
+        b = float(np.linalg.norm(v))
+        if b <= 100 * eps * np.max(np.abs(alpha[: j + 1])):  # an invariant subspace: exact
+            size, converged = j + 1, True
+            break
+        beta[j] = b
+        if (j + 1) % check_every == 0 or j + 1 == m_max:
+            ritz, S = _ritz(alpha[: j + 1], beta[:j])
+            w = beta0 * S[0]
+            decay, growth = (S @ weighted(f, w, np) for f in factors(ritz))
+            if previous is not None:
+                d0, g0 = (np.pad(p, (0, j + 1 - len(p))) for p in previous)
+                err_decay = np.linalg.norm(decay - d0) / beta0
+                err_growth = np.linalg.norm(growth - g0) / max(np.linalg.norm(growth), eps)
+                if err_decay <= tol and err_growth <= tol:
+                    size, converged = j + 1, True
+                    break
+            previous = (decay, growth)
+        if j + 1 < m_max:
+            Q[:, j + 1] = v / b
+    ritz, S = _ritz(alpha[:size], beta[: size - 1])
+    if ritz[0] < -np.sqrt(eps) * max(ritz[-1], 0.0):  # Ritz values lie inside the spectrum
+        raise ValueError(
+            f"Linearized: the kernel is not positive semi-definite (Lanczos found an eigenvalue <= "
+            f"{ritz[0]:.3g}, largest >= {ritz[-1]:.3g}); an NTK is PSD, so check how it was computed."
+        )
+    return Q[:, :size] @ S, ritz, beta0 * S[0], size, converged
 
 
 def lanczos(
-    matvec: Callable[[Array], Array],
-    r0: Float[Array, " N"],
-    observe: Callable[[Array], Array],
+    mat: Float[Array, "N N"],
+    r0: Float[Array, "N c"],
+    observed: Float[Array, "M N"],
     host_factors: Callable[..., tuple[np.ndarray, np.ndarray]],
     params: tuple[Array, ...],
     *,
@@ -114,98 +154,62 @@ def lanczos(
     tol: float,
     check_every: int = 8,
 ) -> KrylovBasis:
-    r"""Lanczos from `r0` until the two functions `host_factors(ritz, *params)` (numpy, e.g.
-    the decay and the growth at the largest time) applied to `r0`,
-    $\lVert r_0\rVert Q f(T) e_1$, change by less than `tol` between checks — the first
-    relative to $\lVert r_0\rVert$, the second relative to itself. `matvec(v)` $= \Theta v$;
-    `observe(M)` $= B M$ for the observed images of the Ritz vectors (applied once, at the
-    end). The small tridiagonal problems and the stopping test run on the host, so the
-    compiled loop is only the matrix-vector products."""
-    N = r0.shape[0]
-    m = max_size
+    r"""A Lanczos basis of the symmetric `mat` from each column of `r0`, grown until the two
+    functions `host_factors(ritz, *params)` (numpy; e.g. the decay and the growth at the
+    largest time) applied to the column, $\lVert r_0\rVert Q f(T) e_1$, change by less than
+    `tol` between checks every `check_every` steps — the first relative to
+    $\lVert r_0\rVert$, the second relative to itself — or until `max_size` steps (then
+    `converged` is False). `observed` is $B$ (e.g. $\Theta_*$). On the host (module docs);
+    padded to `max_size` columns."""
+    N, c = r0.shape
+    M, m = observed.shape[0], max_size
     dtype = r0.dtype
-    beta0 = jnp.linalg.norm(r0)
-    safe0 = jnp.where(beta0 > 0, beta0, 1.0)
-    tiny = jnp.finfo(dtype).eps
-    vec_m = jax.ShapeDtypeStruct((m,), dtype)
 
-    def host_check(alpha, beta, size, beta0, decay0, growth0, breakdown, *params):
-        _, _, _, (decay, growth) = _host_coefficients(host_factors, alpha, beta, size, beta0, params)
-        err_decay = np.linalg.norm(decay - decay0) / (float(beta0) or 1.0)
-        err_growth = np.linalg.norm(growth - growth0) / max(np.linalg.norm(growth), float(tiny))
-        ok = bool(breakdown) or (err_decay <= tol and err_growth <= tol)
-        return decay.astype(dtype), growth.astype(dtype), np.asarray(ok)
+    def host(mat, r0, observed, *params):
+        mat, r0, observed = (np.asarray(a, np.float64) for a in (mat, r0, observed))
+        params = [np.asarray(p, np.float64) for p in params]
+        out = {k: [] for k in ("QS", "ZS", "ritz", "w", "size", "converged")}
+        for i in range(c):
+            with np.errstate(all="ignore"):  # numpy evaluates both sides of a where
+                QS, ritz, w, size, ok = _lanczos_column(
+                    mat, r0[:, i], lambda x: host_factors(x, *params), m, tol, check_every
+                )
+            pad = m - QS.shape[1]
+            out["QS"].append(np.pad(QS, ((0, 0), (0, pad))))
+            out["ZS"].append(np.pad(observed @ QS, ((0, 0), (0, pad))))
+            out["ritz"].append(np.pad(ritz, (0, pad)))
+            out["w"].append(np.pad(w, (0, pad)))
+            out["size"].append(size)
+            out["converged"].append(ok)
+        return KrylovBasis(
+            *(np.asarray(out[k], dtype) for k in ("QS", "ZS", "ritz", "w")),
+            np.asarray(out["size"], np.int32),
+            np.asarray(out["converged"], bool),
+        )
 
-    def body(c):
-        j, Q = c["j"], c["Q"]
-        q = Q[:, j]
-        v = matvec(q)
-        alpha = c["alpha"].at[j].set(q @ v)
-        v = v - Q @ (Q.T @ v)  # full re-orthogonalization, twice ("twice is enough")
-        v = v - Q @ (Q.T @ v)
-        b = jnp.linalg.norm(v)
-        breakdown = b <= 100 * tiny * jnp.max(jnp.abs(alpha))  # an invariant subspace: exact
-        beta = c["beta"].at[j].set(jnp.where(breakdown, 0.0, b))
-        # Q has a spare last column, so that the write after the last step lands outside
-        new = jnp.where(breakdown, 0.0, v / jnp.where(b > 0, b, 1.0))
-        Q = jax.lax.dynamic_update_slice(Q, new[:, None], (0, j + 1))
-        size = j + 1
-        decay, growth, ok = jax.lax.cond(
-            (size % check_every == 0) | (size == m) | breakdown,
-            lambda: jax.pure_callback(
-                host_check,
-                (vec_m, vec_m, jax.ShapeDtypeStruct((), bool)),
-                alpha, beta, size, beta0, c["decay"], c["growth"], breakdown, *params,
-                vmap_method="sequential",
-            ),
-            lambda: (c["decay"], c["growth"], jnp.asarray(False)),
-        )  # fmt: skip
-        return {"j": size, "Q": Q, "alpha": alpha, "beta": beta, "decay": decay, "growth": growth,
-                "converged": ok, "done": ok | (size >= m)}  # fmt: skip
-
-    zeros_m = jnp.zeros(m, dtype)
-    init = {
-        "j": jnp.asarray(0),
-        "Q": jnp.zeros((N, m + 1), dtype).at[:, 0].set(r0 / safe0),
-        "alpha": zeros_m,
-        "beta": zeros_m,
-        "decay": zeros_m,
-        "growth": zeros_m,
-        "converged": jnp.asarray(False),
-        "done": beta0 == 0,
-    }
-    out = jax.lax.while_loop(lambda c: ~c["done"], body, init)
-    size = jnp.where(beta0 == 0, 1, out["j"])
-
-    def host_final(alpha, beta, size, beta0):
-        ritz, S, w, _ = _host_coefficients(lambda r: (), alpha, beta, size, beta0, ())
-        return ritz.astype(dtype), S.astype(dtype), w.astype(dtype)
-
-    ritz, S, w = jax.pure_callback(
-        host_final,
-        (vec_m, jax.ShapeDtypeStruct((m, m), dtype), vec_m),
-        out["alpha"],
-        out["beta"],
-        size,
-        beta0,
-        vmap_method="sequential",
+    shapes = KrylovBasis(
+        jax.ShapeDtypeStruct((c, N, m), dtype),
+        jax.ShapeDtypeStruct((c, M, m), dtype),
+        jax.ShapeDtypeStruct((c, m), dtype),
+        jax.ShapeDtypeStruct((c, m), dtype),
+        jax.ShapeDtypeStruct((c,), np.int32),
+        jax.ShapeDtypeStruct((c,), bool),
     )
-    QS = out["Q"][:, :m] @ S
-    return KrylovBasis(QS, observe(QS), ritz, w, size, out["converged"] | (beta0 == 0))
+    return jax.pure_callback(host, shapes, mat, r0, observed, *params, vmap_method="sequential")
 
 
-def top_eigenvalue(matvec: Callable[[Array], Array], n: int, dtype, *, max_size: int, tol: float) -> Array:
-    r"""$\lambda_{\max}$ of a symmetric PSD matrix by Lanczos from a fixed vector (ones plus a
-    deterministic ripple, so that it is not orthogonal to the top eigenvector), until the top
-    Ritz pair changes by less than `tol` relative between checks."""
-    start = jnp.ones(n, dtype) + 0.1 * jnp.sin(jnp.arange(n, dtype=dtype))
+def top_eigenvalue(mat: Float[Array, "N N"], *, tol: float = 1e-14) -> Array:
+    r"""$\lambda_{\max}$ of a symmetric matrix, on the host: ARPACK's implicitly restarted
+    Lanczos (`scipy.sparse.linalg.eigsh`) to `tol`, or the dense eigenvalues for small ones."""
 
-    def top(ritz):
-        f = np.where(ritz == np.max(ritz), ritz, 0.0)
-        return f, f
+    def host(a):
+        a = np.asarray(a, np.float64)
+        if a.shape[0] <= 64:
+            return np.asarray(np.linalg.eigvalsh(a)[-1], mat.dtype)
+        start = np.ones(a.shape[0]) + 0.1 * np.sin(np.arange(a.shape[0]))
+        return np.asarray(scipy.sparse.linalg.eigsh(a, k=1, which="LA", tol=tol, v0=start)[0][0], mat.dtype)
 
-    basis = lanczos(matvec, start, lambda M: M[:0], top, (), max_size=max_size, tol=tol)
-    return jnp.max(basis.ritz)
+    return jax.pure_callback(host, jax.ShapeDtypeStruct((), mat.dtype), mat, vmap_method="sequential")
 
 
 def rayleigh_estimate(mat: Float[Array, "N N"], steps: int = 6) -> Array:

@@ -33,12 +33,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
 from jaxtyping import Array, Float, Scalar
 
 from lmech.solvers import AbstractClosedFormFlow, AbstractClosedFormMap, AbstractLossDynamics
 
-from ._krylov import batch_max, lanczos, rayleigh_estimate, top_eigenvalue, weighted
+from ._krylov import batch_max, lanczos, top_eigenvalue, weighted
 from ._losses import MSE, AbstractLoss, get_loss
 from ._spectral import flow_factors, gd_factors
 
@@ -51,7 +50,6 @@ EIGH_UP_TO = 1024
 _KRYLOV_MAX_SIZE = 256
 _KRYLOV_TOL = 1e-12
 _SPECTRAL = ("auto", "eigh", "krylov")
-_POWER_STEPS = 6  # power steps for λ̂, the scale of the Krylov path's PSD test
 
 
 class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFormMap):
@@ -77,17 +75,22 @@ class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFor
     - `spectral`: how the closed forms get their matrix functions of $\Theta$:
       `"eigh"` (one eigendecomposition, $O(N^3)$, reused by every call), `"krylov"`
       (Lanczos from the start residual at each call, $O(N^2 m)$ with $m$ a few tens; one
-      basis serves all the saved times of a `solve`), or `"auto"` (default): eigh up to
-      `EIGH_UP_TO` unknowns $N$ (= P, or P·k for a full kernel), Krylov above.
+      basis serves all the saved times of a `solve`; the Lanczos recurrence runs on the
+      host), or `"auto"` (default): eigh up to `EIGH_UP_TO` unknowns $N$ (= P, or P·k for a
+      full kernel) and on accelerators, Krylov above on the CPU. The Krylov path is not
+      differentiable with respect to the kernel or the start state (eigh is).
 
     The kernel must be positive semi-definite: eigenvalues below
     $-\sqrt{\epsilon}\,\lambda_{\max}$ raise `ValueError`. With `"eigh"` smaller negative
     ones (round-off) are set to zero, and the flow, the GD map and the closed forms all use
-    that same projected kernel on the training points; with `"krylov"` the check is a
-    Cholesky factorization of $\Theta + \sqrt{\epsilon}\hat\lambda I$ ($O(N^3/3)$, far
-    cheaper than the eigendecomposition; $\hat\lambda \le \lambda_{\max}$ the Rayleigh quotient
-    after six power steps) and every method uses the kernel as given (symmetrized). The two
-    differ by the round-off eigenvalues only.
+    that same projected kernel on the training points. With `"krylov"` (no eigendecomposition,
+    and no $O(N^3)$ factorization either) the checks are the necessary conditions of one pass
+    — $\Theta_{ii} \ge 0$ and $|\Theta_{ij}| \le \sqrt{\Theta_{ii}\Theta_{jj}}$, to
+    $\sqrt{\epsilon}\max_i\Theta_{ii}$ — at construction, and then the Ritz values of every
+    Lanczos basis, which lie inside the spectrum (a negative one beyond
+    $-\sqrt{\epsilon}$ times the largest raises): negative directions that the dynamics
+    excite are found, others cannot change the answer. Every method then uses the kernel as
+    given (symmetrized).
     """
 
     ntk_train: Array
@@ -143,27 +146,28 @@ class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFor
             if not isinstance(a, jax.core.Tracer) and not np.isfinite(np.asarray(a)).all():
                 raise ValueError(f"Linearized: `{name}` contains NaN or inf.")
         loss_fn.check_targets(y_train, "Linearized")
-        if spectral == "auto":
-            spectral = "eigh" if mat.shape[0] <= EIGH_UP_TO else "krylov"
-        host = _on_host(mat)  # numpy: the same LAPACK calls, without a compilation
-        if spectral == "eigh":
-            lam, vec, smallest, lam_max = _eigh_host(mat) if host else _eigh(mat)
+        if spectral == "auto":  # Lanczos runs on the host: on accelerators keep the device eigh
+            on_cpu = _on_host(mat) or (isinstance(mat, jax.core.Tracer) and jax.default_backend() == "cpu")
+            spectral = "krylov" if mat.shape[0] > EIGH_UP_TO and on_cpu else "eigh"
+        if spectral == "eigh":  # numpy on the CPU: the same LAPACK call, without a compilation
+            lam, vec, smallest, lam_max = _eigh_host(mat) if _on_host(mat) else _eigh(mat)
+            if not isinstance(lam_max, jax.core.Tracer):
+                tol = math.sqrt(float(jnp.finfo(mat.dtype).eps)) * max(float(lam_max), 0.0)
+                if float(smallest) < -tol:
+                    raise ValueError(
+                        f"Linearized: the kernel is not positive semi-definite (smallest eigenvalue "
+                        f"{float(smallest):.3g}, largest {float(lam_max):.3g}); an NTK is PSD, so check how "
+                        "it was computed."
+                    )
         else:
-            mat, lam_max, chol_ok = _certify_host(mat) if host else _certify(mat)
-            lam, vec, smallest = None, None, None
-        if not isinstance(lam_max, jax.core.Tracer):
-            tol = math.sqrt(float(jnp.finfo(mat.dtype).eps)) * max(float(lam_max), 0.0)
-            if smallest is not None and float(smallest) < -tol:
+            mat, scale, ok = _krylov_setup(mat)
+            lam, vec = None, None
+            if not isinstance(ok, jax.core.Tracer) and not bool(ok):
                 raise ValueError(
-                    f"Linearized: the kernel is not positive semi-definite (smallest eigenvalue "
-                    f"{float(smallest):.3g}, largest {float(lam_max):.3g}); an NTK is PSD, so check how it "
-                    "was computed."
-                )
-            if smallest is None and not bool(chol_ok):
-                raise ValueError(
-                    f"Linearized: the kernel is not positive semi-definite (Θ + {tol:.3g}·I has no Cholesky "
-                    f"factor: an eigenvalue is below -√ε λ_max, λ_max ≈ {float(lam_max):.3g}); an NTK is "
-                    "PSD, so check how it was computed."
+                    "Linearized: the kernel is not positive semi-definite (a diagonal entry is negative, "
+                    "or an entry breaks |Θ_ij| <= √(Θ_ii Θ_jj), beyond √ε·max Θ_ii = "
+                    f"{math.sqrt(float(jnp.finfo(mat.dtype).eps)) * float(scale):.3g}); an NTK is PSD, so "
+                    "check how it was computed."
                 )
         # round-off can leave tiny negative eigenvalues: every eigh method uses the projected kernel
         self.eigvals = lam
@@ -208,7 +212,9 @@ class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFor
         if params is None and key is not None:
             params = net.init(key)
         if kernel == "analytic":
-            train, test = symmetric_kernels(net, data.x_train, data.x_test, block_size=block_size)
+            train, test = symmetric_kernels(
+                net, data.x_train, data.x_test, block_size=block_size, outputs=("ntk",)
+            )
             ntk, ntk_star = train["ntk"], test["ntk"]
         elif kernel == "empirical":
             if params is None:
@@ -241,10 +247,10 @@ class Linearized(AbstractLossDynamics, AbstractClosedFormFlow, AbstractClosedFor
 
     @property
     def lam_max(self) -> Scalar:
-        """$\\lambda_{\\max}(\\Theta)$: from the eigendecomposition, or by Lanczos (to 1e-13)."""
+        """$\\lambda_{\\max}(\\Theta)$: from the eigendecomposition, or by Lanczos (ARPACK, to 1e-14)."""
         if self.eigvals is not None:
             return self.eigvals[-1]
-        return _top_eigenvalue(self.ntk_train_matrix())
+        return top_eigenvalue(self.ntk_train_matrix())
 
     @property
     def max_stable_lr(self) -> Scalar:
@@ -356,69 +362,42 @@ def _eigh_host(mat):
     return jnp.asarray(np.clip(lam, 0.0, None)), jnp.asarray(vec), lam[0], max(lam[-1], 0.0)
 
 
-def _certify_host(mat):
-    """`_certify` in numpy (for a concrete kernel on the CPU)."""
-    m = np.asarray(mat)
-    sym = 0.5 * (m + m.T)
-    v = np.ones(len(sym)) + 0.1 * np.sin(np.arange(len(sym)))
-    for _ in range(_POWER_STEPS):
-        v = sym @ (v / np.linalg.norm(v))
-    v /= np.linalg.norm(v)
-    lam = max(float(v @ (sym @ v)), 0.0)
-    shifted = sym + math.sqrt(np.finfo(sym.dtype).eps) * lam * np.eye(len(sym), dtype=sym.dtype)
-    try:
-        scipy.linalg.cholesky(shifted, lower=True, overwrite_a=True, check_finite=False)
-        ok = True
-    except np.linalg.LinAlgError:
-        ok = False
-    return jnp.asarray(sym), lam, ok
-
-
 @jax.jit
-def _certify(mat):
-    """The symmetrized kernel, a lower bound λ̂ <= λ_max (Rayleigh quotient of a few power
-    steps), and whether Θ + √ε λ̂ I has a Cholesky factor (λ_min >= -√ε λ̂, to round-off)."""
+def _krylov_setup(mat):
+    """The symmetrized kernel, its largest diagonal entry, and the necessary conditions of
+    positive semi-definiteness that cost one pass (O(N²), not the O(N³) of a factorization):
+    Θ_ii >= -√ε s and |Θ_ij| <= √(Θ_ii Θ_jj) + √ε s, s = max Θ_ii. The Lanczos bases add
+    their Ritz values, which lie inside the spectrum (`_krylov.lanczos`)."""
     mat = 0.5 * (mat + mat.T)
-    n = mat.shape[0]
-    eps = jnp.finfo(mat.dtype).eps
-    lam = jnp.maximum(rayleigh_estimate(mat, _POWER_STEPS), 0.0)
-    chol = jnp.linalg.cholesky(mat + jnp.sqrt(eps) * lam * jnp.eye(n, dtype=mat.dtype))
-    return mat, lam, jnp.all(jnp.isfinite(jnp.diagonal(chol)))
-
-
-@jax.jit
-def _top_eigenvalue(mat):
-    return top_eigenvalue(
-        lambda v: mat @ v, mat.shape[0], mat.dtype, max_size=min(mat.shape[0], 128), tol=1e-13
-    )
+    d = jnp.diagonal(mat)
+    scale = jnp.maximum(jnp.max(d), 0.0)
+    slack = jnp.sqrt(jnp.finfo(mat.dtype).eps) * scale
+    root = jnp.sqrt(jnp.maximum(d, 0.0))
+    ok = jnp.all(d >= -slack) & jnp.all(jnp.abs(mat) <= root[:, None] * root[None, :] + slack)
+    return mat, scale, ok
 
 
 def _krylov_apply(mat, test_mat, r0, factors, s, extra):
-    """(decay(Θ) r0, Θ* growth(Θ) r0) for each column of r0, by one Lanczos basis per
-    column built for the largest `s` of the batch (`batch_max`); the eigendecomposition if
-    Lanczos does not converge within `_KRYLOV_MAX_SIZE` steps."""
-    params = (batch_max(s), *extra)
-    size = min(mat.shape[0], _KRYLOV_MAX_SIZE)
-    # one column at a time (not vmap: a batched loop would run the skipped branches too)
-    bases = [
-        lanczos(
-            lambda v: mat @ v,
-            r0[:, i],
-            lambda M: test_mat @ M,
-            lambda ritz, *p: factors(ritz, np, *p),
-            params,
-            max_size=size,
-            tol=_KRYLOV_TOL,
-        )
-        for i in range(r0.shape[1])
-    ]
+    """(decay(Θ) r0, Θ* growth(Θ) r0) for the columns of r0, by one Lanczos basis per column
+    built for the largest `s` of the batch (`batch_max`); the eigendecomposition (on the
+    host) if Lanczos does not converge within `_KRYLOV_MAX_SIZE` steps."""
+    bases = lanczos(
+        mat,
+        r0,
+        test_mat,
+        lambda ritz, *p: factors(ritz, np, *p),
+        (batch_max(s), *extra),
+        max_size=min(mat.shape[0], _KRYLOV_MAX_SIZE),
+        tol=_KRYLOV_TOL,
+    )
 
     def by_krylov(_):
-        out = []
-        for b in bases:
-            decay, growth = factors(b.ritz, jnp, s, *extra)
-            out.append((b.QS @ weighted(decay, b.w), b.ZS @ weighted(growth, b.w)))
-        return jnp.stack([o[0] for o in out], axis=1), jnp.stack([o[1] for o in out], axis=1)
+        def one(QS, ZS, ritz, w):
+            decay, growth = factors(ritz, jnp, s, *extra)
+            return QS @ weighted(decay, w), ZS @ weighted(growth, w)
+
+        decay_r, growth_r = jax.vmap(one)(bases.QS, bases.ZS, bases.ritz, bases.w)
+        return decay_r.T, growth_r.T
 
     def by_eigh(_):  # on the host: a compiled eigh would cost compile time on every solve
         def host(m):
@@ -432,5 +411,4 @@ def _krylov_apply(mat, test_mat, r0, factors, s, extra):
         c = vec.T @ r0
         return vec @ (decay[:, None] * c), test_mat @ (vec @ (growth[:, None] * c))
 
-    converged = jnp.all(jnp.stack([b.converged for b in bases]))
-    return jax.lax.cond(converged, by_krylov, by_eigh, None)
+    return jax.lax.cond(jnp.all(bases.converged), by_krylov, by_eigh, None)
