@@ -163,6 +163,8 @@ def _symmetric_jit(act, nodes, b, chunk, outputs, c, x, xq):
     iu, ju = np.triu_indices(nb)
     it, jt = np.repeat(np.arange(nb, nb + nq), nb), np.tile(np.arange(nb), nq)
     n, total = len(iu), len(iu) + len(it)
+    # quadrature maps its own entries in batches (`quadrature_moments`): blocks one at a time
+    chunk = min(chunk, total) if act.closed_form else 1
     steps = -(-total // chunk)
     pad = steps * chunk - total  # whole chunks (one compiled body), the extra pairs dropped
     pairs = tuple(np.concatenate([a, bb, np.zeros(pad, int)]) for a, bb in ((iu, it), (ju, jt)))
