@@ -47,8 +47,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
-import scipy.sparse.linalg
 from jaxtyping import Array, Bool, Float, Int
 
 __all__ = ["KrylovBasis", "batch_max", "lanczos", "rayleigh_estimate", "top_eigenvalue", "weighted"]
@@ -95,6 +93,8 @@ def _ritz(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     `beta` (LAPACK's MRRR)."""
     if len(alpha) == 1:
         return alpha.copy(), np.ones((1, 1))
+    import scipy.linalg  # on first use: 0.1 s to import
+
     return scipy.linalg.eigh_tridiagonal(alpha, beta)
 
 
@@ -203,6 +203,8 @@ def top_eigenvalue(mat: Float[Array, "N N"], *, tol: float = 1e-14) -> Array:
     Lanczos (`scipy.sparse.linalg.eigsh`) to `tol`, or the dense eigenvalues for small ones."""
 
     def host(a):
+        import scipy.sparse.linalg  # on first use
+
         a = np.asarray(a, np.float64)
         if a.shape[0] <= 64:
             return np.asarray(np.linalg.eigvalsh(a)[-1], mat.dtype)

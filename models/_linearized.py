@@ -374,11 +374,15 @@ def _krylov_setup_host(mat, rows: int = 256):
     scale = max(float(d.max()), 0.0)
     slack = math.sqrt(float(np.finfo(m.dtype).eps)) * scale
     root = np.sqrt(np.maximum(d, 0.0))
-    sym = np.empty_like(m)
+    # an exactly symmetric kernel (the analytic ones are, by construction) is used as it is:
+    # no copy; otherwise the symmetrized copy is built panel by panel
+    symmetric = all(np.array_equal(m[i : i + rows], m[:, i : i + rows].T) for i in range(0, len(m), rows))
+    sym = mat if symmetric else np.empty_like(m)
     ok = bool(np.all(d >= -slack))
     for i in range(0, len(m), rows):
-        panel = 0.5 * (m[i : i + rows] + m[:, i : i + rows].T)
-        sym[i : i + rows] = panel
+        panel = m[i : i + rows] if symmetric else 0.5 * (m[i : i + rows] + m[:, i : i + rows].T)
+        if not symmetric:
+            sym[i : i + rows] = panel
         ok = ok and bool(np.all(np.abs(panel) <= root[i : i + rows, None] * root[None, :] + slack))
     return jnp.asarray(sym), scale, ok
 

@@ -7,7 +7,9 @@ dynamics can do beyond a flow is said by its abstract bases (`AbstractLossDynami
 `AbstractClosedFormFlow`, `AbstractClosedFormMap`, `AbstractMapDynamics`).
 """
 
-from ._central_flow import CentralFlow
+import importlib
+from typing import TYPE_CHECKING
+
 from ._closed_form import ClosedForm
 from ._dynamics import (
     AbstractClosedFormFlow,
@@ -19,15 +21,40 @@ from ._dynamics import (
     gd_step,
 )
 from ._gradient_descent import GradientDescent
-from ._gradient_flow import GradientFlow, default_tolerances
 from ._hessian import hessian_eigenpairs, hvp, lanczos, sharpness
 from ._methods import AbstractMethod
-from ._modified_flow import ModifiedFlow
 from ._outcome import Divergence, SaveGrid
 from ._psd import psd_complementarity, psd_part
 from ._recorded import Recorded
 from ._solve import solve
 from ._trajectory import RESULTS, SolveError, Trajectory
+
+# The flows need diffrax and optimistix (a quarter of a second to import): they are loaded
+# on first use (PEP 562), so a closed-form job does not pay for them.
+_LAZY = {
+    "CentralFlow": "._central_flow",
+    "GradientFlow": "._gradient_flow",
+    "default_tolerances": "._gradient_flow",
+    "ModifiedFlow": "._modified_flow",
+}
+
+if TYPE_CHECKING:
+    from ._central_flow import CentralFlow
+    from ._gradient_flow import GradientFlow, default_tolerances
+    from ._modified_flow import ModifiedFlow
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "RESULTS",

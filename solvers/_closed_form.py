@@ -76,9 +76,11 @@ class ClosedForm(AbstractMethod):
 
         def point(k):
             s = state_at(k)
-            return observe(s), divergence.check(s, bound)
+            return s, observe(s), divergence.check(s, bound)
 
-        observables, codes = jax.vmap(point)(step_idx)
+        # the states are kept (not recomputed for the final one): one copy of the closed
+        # form in the compiled program
+        states, observables, codes = jax.vmap(point)(step_idx)
         bad = codes != RESULTS.successful
         first = jnp.argmax(bad)
         failed = jnp.any(bad)
@@ -86,7 +88,7 @@ class ClosedForm(AbstractMethod):
         reached = jnp.arange(step_idx.shape[0]) < jnp.where(failed, first, step_idx.shape[0])
         fail_step = jnp.where(failed, step_idx[first], -1)
         last_good = jnp.maximum(jnp.where(failed, first - 1, step_idx.shape[0] - 1), 0)
-        final_state = state_at(step_idx[last_good])
+        final_state = jax.tree.map(lambda v: v[last_good], states)
         num_steps = jnp.where(failed, step_idx[last_good], grid.steps)
         return finish(
             grid, lr, observables, reached, result, fail_step, final_state, {"num_steps": num_steps}

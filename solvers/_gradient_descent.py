@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import diffrax
 import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, PyTree
@@ -85,7 +84,10 @@ class GradientDescent(AbstractMethod):
         return finish(grid, lr, observables, reached, result, fail_step, state, {"num_steps": completed})
 
 
-def _meter(progress: bool, n: int) -> diffrax.AbstractProgressMeter:
+def _meter(progress: bool, n: int):
+    """diffrax's tqdm meter (diffrax is imported here: a closed-form job does not need it)."""
+    import diffrax
+
     if progress and n > 1:
         return diffrax.TqdmProgressMeter(refresh_steps=max(1, n // 100))
     return diffrax.NoProgressMeter()
