@@ -247,11 +247,12 @@ class CentralFlow(AbstractMethod):
 
     - `k`: how many top eigenvalues may sit at $2/\eta$ (default 1).
     - `warm`: carry the eigenvectors between evaluations (default True).
-    - `block`: how many eigenvectors are carried (warm only; default `k + 2`).
+    - `block`: how many eigenvectors are carried (warm only; default `k + 1`: the k
+      that may be critical and the next one, whose Ritz value is `"next_eigenvalue"`).
     - `iters`: Krylov dimension per evaluation (default `2·block` warm,
       `min(n, 2k + 40)` cold).
     - `stiffness`: $\kappa\eta$, the rate (per GD step) at which a constrained
-      eigenvalue is pulled back to $2/\eta$ (default 4).
+      eigenvalue is pulled back to $2/\eta$ (default 2).
     - `threshold`: only eigenvalues at or above `threshold`$\cdot 2/\eta$ are
       *critical* and may carry oscillation ($X$ is supported on them; default 0.95,
       as the reference implementation's $1.95/\eta$). Lower ones move freely: without
@@ -266,7 +267,7 @@ class CentralFlow(AbstractMethod):
 
     k: int = eqx.field(static=True, default=1)
     iters: int | None = eqx.field(static=True, default=None)
-    stiffness: float = eqx.field(static=True, default=4.0)
+    stiffness: float = eqx.field(static=True, default=2.0)
     threshold: float = eqx.field(static=True, default=0.95)
     qp_iters: int = eqx.field(static=True, default=500)
     flow: GradientFlow = GradientFlow(rtol=1e-6, atol=1e-9)
@@ -295,7 +296,7 @@ class CentralFlow(AbstractMethod):
         self.check(dynamics)
         n = ravel_pytree(state)[0].shape[0]
         check_k(self.k, n, "CentralFlow")
-        block = min(n, self.k + 2 if self.block is None else self.block) if self.warm else 1
+        block = min(n, self.k + 1 if self.block is None else self.block) if self.warm else 1
         if self.iters is not None:
             iters = self.iters
         else:
