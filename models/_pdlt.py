@@ -121,6 +121,12 @@ class FiniteWidthStatistics(NamedTuple):
         return 1 + self.ntk_relative_variance
 
     @property
+    def nngp_relative_variance(self) -> Array:
+        r"""$\operatorname{Var}\hat G_L/(\mathbb E\hat G_L)^2$ — the four-point vertex of the output
+        layer over the metric squared, $V_L/(n_{L-1}K_L^2)$ (from `fourth_cumulant`)."""
+        return self.fourth_cumulant / (3 * self.nngp_mean**2)
+
+    @property
     def ntk_mean_correction(self) -> Array:
         r"""$(\mathbb E\Theta - \Theta_\infty)/\Theta_\infty$."""
         return self.ntk_mean / self.ntk_infinite - 1

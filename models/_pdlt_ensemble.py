@@ -23,8 +23,12 @@ __all__ = ["EnsembleStatistics", "ensemble_samples", "ensemble_statistics"]
 
 
 class EnsembleStatistics(NamedTuple):
-    """Measured statistics per input (shape `(P,)`), each with its standard error `*_se`.
-    Names as in `FiniteWidthStatistics`; `seeds` is the ensemble size."""
+    r"""Measured statistics per input (shape `(P,)`), each with its standard error `*_se`.
+    Names as in `FiniteWidthStatistics`; `seeds` is the ensemble size. The NNGP statistics
+    use the first output; with `out_size = k >= 2`, `nngp_relative_variance`
+    $= \operatorname{Var}\hat G_L/(\mathbb E\hat G_L)^2$ is measured from the pairs of outputs
+    ($\mathbb E[f_i^2 f_j^2] = \mathbb E\hat G_L^2$ for $i \ne j$: $k(k-1)$ pairs per network,
+    far less noisy than the fourth cumulant of one output), otherwise None."""
 
     ntk_mean: np.ndarray
     ntk_mean_se: np.ndarray
@@ -37,6 +41,8 @@ class EnsembleStatistics(NamedTuple):
     fourth_cumulant: np.ndarray
     fourth_cumulant_se: np.ndarray
     seeds: int
+    nngp_relative_variance: np.ndarray | None = None
+    nngp_relative_variance_se: np.ndarray | None = None
 
     def relative_error(self, name: str, predicted) -> tuple[np.ndarray, np.ndarray]:
         """`(measured − predicted)/predicted` of statistic `name` and its standard error."""
@@ -47,8 +53,8 @@ class EnsembleStatistics(NamedTuple):
 def ensemble_samples(
     net: MLP, x: Float[Array, "P d"], key, seeds: int, *, chunk: int = 256
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per seed the diagonal NTK `(S, P)` (first output, by `empirical_ntk`) and the first
-    output `(S, P)`, for `seeds` draws of `net.init` from `jax.random.split(key, seeds)`,
+    """Per seed the diagonal NTK `(S, P)` (first output, by `empirical_ntk`) and the
+    outputs `(S, P, k)`, for `seeds` draws of `net.init` from `jax.random.split(key, seeds)`,
     `chunk` seeds at a time under `jax.vmap` (memory: `chunk` parameter sets)."""
     if not isinstance(net, MLP):
         raise TypeError(f"ensemble_samples: needs an lmech MLP spec, got {type(net).__name__}.")
@@ -61,10 +67,13 @@ def ensemble_samples(
     if x.ndim != 2 or x.shape[1] != net.in_size:
         raise ValueError(f"ensemble_samples: `x` must have shape (P, {net.in_size}), got {x.shape}.")
 
+    def first(params, x):  # the NTK of the first output only: its cost does not grow with k
+        return net.apply(params, x)[:, :1]
+
     def one(k):
         params = net.init(k)
-        theta = empirical_ntk(net.apply, params, x)[:, 0, :, 0]
-        return jnp.diagonal(theta), net.apply(params, x)[:, 0]
+        theta = empirical_ntk(first, params, x)[:, 0, :, 0]
+        return jnp.diagonal(theta), net.apply(params, x)
 
     keys = jax.random.split(key, seeds)
     parts = [jax.vmap(one)(keys[i : i + chunk]) for i in range(0, seeds, chunk)]
@@ -76,8 +85,21 @@ def _se(psi):
 
 
 def summarize(ntk: np.ndarray, out: np.ndarray) -> EnsembleStatistics:
-    """Sample statistics with delta-method standard errors from per-seed `(S, P)` arrays."""
+    """Sample statistics with delta-method standard errors from per-seed arrays: the
+    diagonal NTK `(S, P)` and the outputs `(S, P)` or `(S, P, k)`."""
     ntk, out = np.asarray(ntk, dtype=np.float64), np.asarray(out, dtype=np.float64)
+    if out.ndim == 2:
+        out = out[..., None]
+    rel = rel_se = None
+    k = out.shape[-1]
+    if k >= 2:
+        sq = out**2
+        g = sq.mean(-1)  # per network: an unbiased estimate of Ĝ_L
+        q = (sq.sum(-1) ** 2 - (sq**2).sum(-1)) / (k * (k - 1))  # ... and of Ĝ_L²
+        eg, eq = g.mean(0), q.mean(0)
+        rel = eq / eg**2 - 1
+        rel_se = _se((q - eq) / eg**2 - 2 * eq * (g - eg) / eg**3)
+    out = out[..., 0]
     S = ntk.shape[0]
     if S < 2:
         raise ValueError("ensemble statistics need at least 2 seeds.")
@@ -99,6 +121,8 @@ def summarize(ntk: np.ndarray, out: np.ndarray) -> EnsembleStatistics:
         fourth_cumulant=m4 - 3 * m2**2,
         fourth_cumulant_se=_se((f4 - m4) - 6 * m2 * (f2 - m2)),
         seeds=S,
+        nngp_relative_variance=rel,
+        nngp_relative_variance_se=rel_se,
     )
 
 
