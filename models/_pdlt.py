@@ -17,26 +17,29 @@ below, the rows of $W^{l+1}$ are independent, so $(\hat G_{l+1}, T_{l+1})$ with
 $T_{l+1} = \mathbb E[\Theta^{l+1}_{kk} \mid \text{below}]$ is an average of $n_l$ i.i.d. terms.
 With $\langle g\rangle_K = \mathbb E\,g(\sqrt K\xi)$, $e(K) = \langle\phi^2\rangle_K$,
 $p(K) = \langle\phi'^2\rangle_K$ and two Gaussian integrations by parts
-($\mathbb E[g(z)\zeta] = a\langle g'\rangle$, $\mathbb E[g(z)(\zeta^2 - 1)] = 2a^2\,\partial_K\langle g\rangle$),
+in $\zeta_k = w_k\cdot\phi/|\phi|$, where $z_k = a\zeta_k + \sigma_b\beta_k$, $a^2 = \hat G - \sigma_b^2$
+($\mathbb E[g(z)\zeta] = a\langle g'\rangle$, $\mathbb E[g(z)(\zeta^2 - 1)] = 2a^2\,\partial_K\langle g\rangle$; and
+$\mathbb E[w_k^\top A w_k - \operatorname{tr}A \mid \zeta_k] = (\zeta_k^2 - 1)\,\phi^\top A\phi/|\phi|^2$),
 the exact conditional means are
 
 $$\mathbb E[\hat G_{l+1}] = \sigma_b^2 + \sigma_w^2 e(\hat G_l),\qquad
   \mathbb E[T_{l+1}] = \lambda_b + \lambda_W e(\hat G_l) + \sigma_w^2 p(\hat G_l) T_l + 2\sigma_w^2 p'(\hat G_l) R_l,$$
 
 where $R_l = \sigma_w^4\,\phi^\top A\phi/n^2$ carries the correlation of $\Theta_{kk}$ with
-$z_k^2$ (PDLT's $F$). Expanding around the infinite-width $(K_l, \Theta_l)$ to $O(1/n)$
+$z_k^2$ (the analogue of PDLT's $F$). Expanding around the infinite-width $(K_l, \Theta_l)$ to $O(1/n)$
 with $\Sigma_l = \operatorname{Cov}(\hat G_l, T_l)$ and mean shifts $\mu_l$:
 
 - $\Sigma_{l+1} = M\Sigma_l M^\top + N_l/n_l$,
   $M = \begin{pmatrix}\chi_\parallel & 0\\ \lambda_W e' + \sigma_w^2 p'\Theta_l & \chi_\perp\end{pmatrix}$,
   $\chi_\parallel = \sigma_w^2 e'(K_l)$, $\chi_\perp = \sigma_w^2 p(K_l)$, and $N_l$ the covariance
   of $(\sigma_w^2\phi^2,\ \lambda_W\phi^2 + \sigma_w^2\phi'^2\Theta_l)$ under $\mathcal N(0, K_l)$.
-  $n_{l-1}\Sigma_{GG}$ is PDLT's four-point vertex $V$, $n\Sigma_{TT}$ their $A$, $n\Sigma_{GT}$ their $D$.
+  $n_{l-1}\Sigma_{GG}$ is PDLT's four-point vertex $V$; $n\Sigma_{TT}$, $n\Sigma_{GT}$ play the roles of
+  their NTK-variance and NTK–preactivation tensors $A$ and $D$ (single input; normalizations ours).
 - $\mu^G_{l+1} = \sigma_w^2(e'\mu^G + \tfrac12 e''\Sigma_{GG})$,
   $\mu^T_{l+1} = \lambda_W(e'\mu^G + \tfrac12 e''\Sigma_{GG})
   + \sigma_w^2(p\mu^T + p'\Theta\mu^G + \tfrac12 p''\Theta\Sigma_{GG} + p'\Sigma_{GT} + 2p'\bar R)$.
 - $\bar S_{l+1} = \sigma_w^4\langle\phi'^4\rangle\Theta_l^2/n_l + \chi_\perp^2\bar S_l$ — the mean of
-  $S = \mathbb E[(\Theta^{l+1}_{km})^2 \mid \text{below}]$ (PDLT's $B/n$); $\bar R_{l+1} = \sigma_w^4\langle\phi^2\phi'^2\rangle\Theta_l/n_l + \chi_\parallel^2\bar R_l$.
+  $S = \mathbb E[(\Theta^{l+1}_{km})^2 \mid \text{below}]$ (the analogue of PDLT's $B/n$); $\bar R_{l+1} = \sigma_w^4\langle\phi^2\phi'^2\rangle\Theta_l/n_l + \chi_\parallel^2\bar R_l$.
 - Output: $\mathbb E\Theta = \Theta_L + \mu^T_L$, $\operatorname{Var}\Theta = \Sigma^{TT}_L + 2\bar S_L$;
   $\mathbb E f^2 = K_L + \mu^G_L$, $\mathbb E f^4 - 3(\mathbb E f^2)^2 = 3\Sigma^{GG}_L$ (times `readout`⁴).
 

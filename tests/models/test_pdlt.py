@@ -108,6 +108,20 @@ def test_relu_first_order_constant_eleven_thirds():
     assert abs(extrapolated - 11 / 3) < 2e-3, r
 
 
+def test_relu_layer_tensors_closed_forms():
+    # ReLU at criticality, equal widths n, K = K_1: Θ_l = lK, and to first order
+    # V_l = n Var Ĝ_l = 5K²(l−1) (σ_w⁴ Var φ² = 5K²) and n S̄_l = 2K² Σ_{j<l} j² (σ_w⁴⟨φ'⁴⟩ = 2)
+    L, n = 7, 50
+    s = finite_width_statistics(_net("relu", L, n), X)
+    K = 2.0 * 8 / 8
+    ls = np.arange(1, L + 1)
+    np.testing.assert_allclose(s.layers["metric"][:, 0], K * np.ones(L), rtol=1e-11)
+    np.testing.assert_allclose(s.layers["ntk"][:, 0], ls * K, rtol=1e-11)
+    np.testing.assert_allclose(s.layers["vertex"][:, 0], 5 * K**2 * (ls - 1), rtol=1e-11, atol=1e-11)
+    b = [2 * K**2 * sum(j**2 for j in range(1, l)) for l in ls]
+    np.testing.assert_allclose(s.layers["ntk_b"][:, 0], b, rtol=1e-11, atol=1e-11)
+
+
 def test_jit_and_layers():
     net = _net("tanh", 4, 32)
     eager = finite_width_statistics(net, X)
