@@ -86,7 +86,9 @@ from ._pdlt_recursion import layer_recursion
 __all__ = [
     "FiniteWidthStatistics",
     "criticality",
+    "PairStatistics",
     "finite_width_statistics",
+    "pair_statistics",
     "exact_statistics",
 ]
 
@@ -333,4 +335,66 @@ def exact_statistics(net: MLP, x: Float[Array, "P d"]) -> FiniteWidthStatistics:
         nngp_mean=r2 * mg,
         nngp_infinite=r2 * mg,
         fourth_cumulant=3 * r2**2 * (gg - mg**2),
+    )
+
+
+# ------------------------------------------------------------------------- pairs
+
+
+class PairStatistics(NamedTuple):
+    r"""First-order statistics of the 2×2 kernels of a pair of inputs (one output, `readout`
+    included): `ntk_mean` $\mathbb E\Theta_{\alpha\beta}$ `(2, 2)`, `ntk_covariance`
+    $\operatorname{Cov}(\Theta_{\alpha\beta}, \Theta_{\gamma\delta})$ `(2, 2, 2, 2)`, `ntk_infinite`,
+    `nngp_mean` $\mathbb E f_\alpha f_\beta$, `nngp_infinite`, and `metric_covariance`
+    $\operatorname{Cov}(\hat G_{\alpha\beta}, \hat G_{\gamma\delta})$ (the output layer's four-point
+    vertex over $n_{L-1}$; $\mathbb E[f_\alpha f_\beta f_\gamma f_\delta]$ follows by Wick's rule
+    given $\hat G$)."""
+
+    ntk_mean: Array
+    ntk_covariance: Array
+    ntk_infinite: Array
+    nngp_mean: Array
+    nngp_infinite: Array
+    metric_covariance: Array
+
+
+def pair_statistics(net: MLP, x: Float[Array, "2 d"], *, warn_off_criticality: bool = True) -> PairStatistics:
+    r"""`finite_width_statistics` for a pair of inputs, off-diagonal entries included
+    (`_pdlt_pairs` module docs): first order in $1/n$, smooth activations only (the
+    recursion differentiates $\phi$ four times; ReLU's pairs are not covered), both
+    parameterizations, biases and unequal widths allowed."""
+    _check_net(net, "pair_statistics")
+    x = _check_x(net, x, "pair_statistics")
+    if x.shape[0] != 2:
+        raise ValueError(
+            f"pair_statistics: `x` must hold exactly 2 inputs, shape (2, {net.in_size}); got {x.shape}."
+        )
+    act = get_activation(net.activation)
+    if isinstance(act, ReLU):
+        raise ValueError(
+            "pair_statistics: needs a smooth activation (erf, tanh, gelu, softplus, linear, ...); "
+            "for relu use exact_statistics or finite_width_statistics on the diagonal."
+        )
+    if warn_off_criticality:
+        ok, msg = criticality(net)
+        if not ok:
+            warnings.warn(f"pair_statistics: not at criticality — {msg}", stacklevel=2)
+    from ._pdlt_pairs import pair_recursion
+
+    sb2 = net.sigma_b**2 if net.has_bias else 0.0
+    n = net.sizes
+    if net.parameterization == "ntk":
+        lam_w, lam_b = [net.sigma_w**2] * net.depth, sb2
+    else:
+        lam_w, lam_b = [float(n[l]) for l in range(net.depth)], (1.0 if net.has_bias else 0.0)
+    st = pair_recursion(act, n, net.sigma_w, sb2, lam_w, lam_b, x)
+    r2 = net.readout**2
+    Q = st["Q"]
+    return PairStatistics(
+        ntk_mean=r2 * (st["theta"] + st["mu_t"]),
+        ntk_covariance=r2**2 * (st["s_tt"] + Q + jnp.transpose(Q, (0, 1, 3, 2))),
+        ntk_infinite=r2 * st["theta"],
+        nngp_mean=r2 * (st["K"] + st["mu_g"]),
+        nngp_infinite=r2 * st["K"],
+        metric_covariance=r2**2 * st["s_gg"],
     )

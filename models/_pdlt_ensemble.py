@@ -51,11 +51,12 @@ class EnsembleStatistics(NamedTuple):
 
 
 def ensemble_samples(
-    net: MLP, x: Float[Array, "P d"], key, seeds: int, *, chunk: int = 256
+    net: MLP, x: Float[Array, "P d"], key, seeds: int, *, chunk: int = 256, full: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per seed the diagonal NTK `(S, P)` (first output, by `empirical_ntk`) and the
     outputs `(S, P, k)`, for `seeds` draws of `net.init` from `jax.random.split(key, seeds)`,
-    `chunk` seeds at a time under `jax.vmap` (memory: `chunk` parameter sets)."""
+    `chunk` seeds at a time under `jax.vmap` (memory: `chunk` parameter sets). With
+    `full=True` the whole NTK matrix `(S, P, P)` of the first output instead of its diagonal."""
     if not isinstance(net, MLP):
         raise TypeError(f"ensemble_samples: needs an lmech MLP spec, got {type(net).__name__}.")
     for name, v in (("seeds", seeds), ("chunk", chunk)):
@@ -73,7 +74,7 @@ def ensemble_samples(
     def one(k):
         params = net.init(k)
         theta = empirical_ntk(first, params, x)[:, 0, :, 0]
-        return jnp.diagonal(theta), net.apply(params, x)
+        return (theta if full else jnp.diagonal(theta)), net.apply(params, x)
 
     keys = jax.random.split(key, seeds)
     parts = [jax.vmap(one)(keys[i : i + chunk]) for i in range(0, seeds, chunk)]

@@ -16,6 +16,7 @@ from lmech.models._pdlt import (
     criticality,
     exact_statistics,
     finite_width_statistics,
+    pair_statistics,
 )
 from lmech.models._pdlt_ensemble import aspect_ratio_scan, ensemble_samples, ensemble_statistics, summarize
 from lmech.models._pdlt_plot import plot_aspect_ratio
@@ -135,6 +136,31 @@ def test_jit_and_layers():
     np.testing.assert_allclose(
         ex.ntk_variance, exact_statistics(_net("relu", 4, 32), X).ntk_variance, rtol=1e-12
     )
+
+
+XP = jnp.stack([jnp.linspace(0.2, 1.2, 8), jnp.linspace(1.0, -0.5, 8)])
+
+
+def test_pairs_diagonal_is_the_single_input_recursion():
+    net = MLP(8, (30, 40, 50), 1, activation="erf", sigma_w=1.2, sigma_b=0.3, readout=0.9)
+    p = pair_statistics(net, XP, warn_off_criticality=False)
+    k = analytic_kernels(net, XP)
+    np.testing.assert_allclose(p.ntk_infinite, k["ntk"], rtol=1e-11)
+    np.testing.assert_allclose(p.nngp_infinite, k["nngp"], rtol=1e-11)
+    for i in range(2):
+        d = finite_width_statistics(net, XP[i : i + 1], warn_off_criticality=False)
+        np.testing.assert_allclose(p.ntk_mean[i, i], d.ntk_mean[0], rtol=1e-11)
+        np.testing.assert_allclose(p.ntk_covariance[i, i, i, i], d.ntk_variance[0], rtol=1e-11)
+        np.testing.assert_allclose(3 * p.metric_covariance[i, i, i, i], d.fourth_cumulant[0], rtol=1e-11)
+    # symmetries: Θ12 = Θ21, and the covariance is symmetric under swapping the two entries
+    np.testing.assert_allclose(p.ntk_mean, p.ntk_mean.T, rtol=1e-12)
+    c = p.ntk_covariance
+    np.testing.assert_allclose(c, jnp.transpose(c, (2, 3, 0, 1)), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(c[0, 1, 0, 1], c[1, 0, 1, 0], rtol=1e-10)
+    with pytest.raises(ValueError, match="smooth"):
+        pair_statistics(_net("relu", 3, 8), XP)
+    with pytest.raises(ValueError, match="exactly 2"):
+        pair_statistics(_net("tanh", 3, 8), X)
 
 
 # ------------------------------------------------------------------ ensembles
@@ -312,3 +338,22 @@ def test_slow_first_order_off_the_critical_line(net):
         abs(corr - float(pred.ntk_mean_correction[0]))
         <= 0.2 * abs(float(pred.ntk_mean_correction[0])) + 4 * se
     )
+
+
+@pytest.mark.slow
+def test_slow_pairs_against_ensemble():
+    # off-diagonal NTK statistics of a critical tanh net, L/n = 6/64, and an erf net with
+    # biases and unequal widths: within 10% + 4 s.e. (the mean of Θ12 within 4 s.e. + 20%)
+    for net in (_net("tanh", 6, 64), MLP(8, (40, 60, 30), 1, activation="erf", sigma_w=1.2, sigma_b=0.3)):
+        p = pair_statistics(net, XP, warn_off_criticality=False)
+        th, _ = ensemble_samples(net, XP, jax.random.PRNGKey(9), 12000, chunk=1000, full=True)
+        for a, b, c, d in [(0, 1, 0, 1), (0, 0, 1, 1), (0, 0, 0, 0), (1, 1, 1, 1)]:
+            u, v = th[:, a, b] - th[:, a, b].mean(), th[:, c, d] - th[:, c, d].mean()
+            cov, se = (u * v).mean(), (u * v - (u * v).mean()).std() / np.sqrt(len(u))
+            pred = float(p.ntk_covariance[a, b, c, d])
+            assert abs(cov - pred) <= 0.1 * abs(pred) + 4 * se, ((a, b, c, d), cov, se, pred)
+        m, se = th[:, 0, 1].mean(), th[:, 0, 1].std() / np.sqrt(len(th))
+        assert (
+            abs(m - float(p.ntk_mean[0, 1]))
+            <= 0.2 * abs(float(p.ntk_mean[0, 1] - p.ntk_infinite[0, 1])) + 4 * se
+        )
