@@ -38,7 +38,9 @@ __all__ = ["DenseTangentHierarchy", "dense_tensors"]
 
 
 def dense_tensors(apply_fn: Callable, params: PyTree, x_all: Array, x_train: Array, upto: int) -> list[Array]:
-    r"""$[\Theta(Z, X), O_3, O_4][: \text{upto} - 1]$ at `params` as dense arrays (outputs flattened)."""
+    r"""$[\Theta(Z, X), O_3, O_4, Q_4][: \text{upto} - 1]$ at `params` as dense arrays (outputs
+    flattened), with $Q_{4,acde} = D^2\Theta_{ac}[\nabla f_d, \nabla f_e]$ (`upto=5`; the GD map's
+    second-order kernel term, see `kernel_correction`)."""
     return _dense_tensors(apply_fn, params, x_all, x_train, upto)
 
 
@@ -57,6 +59,9 @@ def _dense_tensors(apply_fn, params, x_all, x_train, upto):
         out.append(o3(flat0))
     if upto >= 4:
         out.append(jnp.einsum("acdn,en->acde", jax.jacfwd(o3)(flat0), jx(flat0)))
+    if upto >= 5:
+        j0 = jx(flat0)
+        out.append(jnp.einsum("acnm,dn,em->acde", jax.hessian(theta)(flat0), j0, j0))
     return out
 
 
