@@ -65,8 +65,8 @@ def run(P, widths, seeds, act, steps, models, lr=0.5):
 def summary(rows, models):
     widths = sorted({r["width"] for r in rows})
     lines = [
-        "| model | " + " | ".join(f"n={w}" for w in widths) + " | slope |",
-        "|---" * (len(widths) + 2) + "|",
+        "| model | " + " | ".join(f"n={w}" for w in widths) + " | slope | slope (n >= 256) |",
+        "|---" * (len(widths) + 3) + "|",
     ]
     for m in models:
         for split in ("test", "train"):
@@ -83,7 +83,9 @@ def summary(rows, models):
             ok = np.isfinite(means)
             x, y = np.log(np.array(widths)[ok]), np.log(np.array(means)[ok])
             slope = np.polyfit(x, y, 1)[0] if ok.sum() >= 2 else np.nan
-            lines.append(f"| {m} ({split}) | {' | '.join(cells)} | {slope:.2f} |")
+            big = np.exp(x) >= 256
+            slope_big = np.polyfit(x[big], y[big], 1)[0] if big.sum() >= 2 else np.nan
+            lines.append(f"| {m} ({split}) | {' | '.join(cells)} | {slope:.2f} | {slope_big:.2f} |")
     return "\n".join(lines)
 
 
