@@ -14,6 +14,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, PyTree
 
 from ._blocks import blockwise, check_block_size
@@ -86,7 +87,8 @@ def empirical_ntk(
             f"empirical_ntk: x1 {x1.shape} and x2 {x2.shape} must be batches with the same feature shape."
         )
     for name, x in (("x1", x1), ("x2", x2)):
-        if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
+        # numpy: a concrete array closed over inside a jit/lax.map is checked without a trace
+        if not isinstance(x, jax.core.Tracer) and not np.isfinite(np.asarray(x)).all():
             raise ValueError(f"empirical_ntk: `{name}` contains NaN or inf.")
     block_size = check_block_size(block_size, "empirical_ntk")
     # a block against itself (x2 omitted, diagonal blocks) takes one Jacobian, not two

@@ -337,3 +337,20 @@ def test_equinox_model_and_bad_input():
         lm.empirical_ntk(apply, params, X, method="magic")
     with pytest.raises(ValueError, match="feature"):
         lm.empirical_ntk(apply, params, X, jnp.ones((3, 4)))
+
+
+def test_empirical_ntk_of_closed_over_inputs_under_jit_and_map():
+    # the NaN check of concrete inputs must not trace (it raised TracerBoolConversionError)
+    net = lm.MLP(4, (8,), 1, activation="tanh")
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    params = net.init(jax.random.key(0))
+    eager = lm.empirical_ntk(net.apply, params, x, output="trace")
+    jitted = jax.jit(lambda p: lm.empirical_ntk(net.apply, p, x, output="trace"))(params)
+    mapped = jax.lax.map(
+        lambda k: lm.empirical_ntk(net.apply, net.init(k), x, output="trace"),
+        jax.random.split(jax.random.key(0), 2),
+    )
+    np.testing.assert_allclose(jitted, eager, rtol=1e-12)
+    assert mapped.shape == (2, 5, 5)
+    with pytest.raises(ValueError, match="NaN"):
+        lm.empirical_ntk(net.apply, params, np.full((2, 4), np.nan))
