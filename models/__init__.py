@@ -18,6 +18,15 @@ from ._linear_init import decoupled_init, effective_initial_strengths, factor_ch
 from ._linearized import Linearized
 from ._losses import LOSSES, MSE, AbstractLoss, CrossEntropy, cross_entropy, get_loss, mse
 from ._mlp import MLP, count_params
+from ._pdlt import (
+    FiniteWidthStatistics,
+    PairStatistics,
+    criticality,
+    exact_statistics,
+    finite_width_statistics,
+    pair_statistics,
+)
+from ._pdlt_ensemble import EnsembleStatistics, aspect_ratio_scan, ensemble_samples, ensemble_statistics
 from ._trained import Trained
 
 __all__ = [
@@ -34,23 +43,33 @@ __all__ = [
     "get_loss",
     "Dataset",
     "EndToEnd",
+    "EnsembleStatistics",
+    "FiniteWidthStatistics",
+    "PairStatistics",
     "Linearized",
     "MLP",
     "SaxeModes",
     "Trained",
     "analytic_kernels",
+    "aspect_ratio_scan",
     "analytic_nngp",
     "analytic_ntk",
     "balancedness",
     "balancedness_drift",
     "count_params",
+    "criticality",
     "cross_entropy",
     "decoupled_init",
     "effective_initial_strengths",
     "empirical_ntk",
+    "ensemble_samples",
+    "ensemble_statistics",
+    "exact_statistics",
     "factor_chain",
+    "finite_width_statistics",
     "infinite_ensemble",
     "mse",
     "ntk_vector_product",
+    "pair_statistics",
     "target_modes",
 ]

@@ -10,16 +10,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lmech.models import MLP, analytic_kernels
-from lmech.models._pdlt import (
+from lmech.models import (
+    MLP,
     FiniteWidthStatistics,
+    analytic_kernels,
+    aspect_ratio_scan,
     criticality,
+    ensemble_samples,
+    ensemble_statistics,
     exact_statistics,
     finite_width_statistics,
     pair_statistics,
 )
-from lmech.models._pdlt_ensemble import aspect_ratio_scan, ensemble_samples, ensemble_statistics, summarize
-from lmech.models._pdlt_plot import plot_aspect_ratio
+from lmech.models._pdlt_ensemble import summarize
+from lmech.validation.plot import aspect_ratio as plot_aspect_ratio
 
 CRIT = {"linear": 1.0, "relu": math.sqrt(2), "erf": math.sqrt(math.pi) / 2, "tanh": 1.0}
 X = jnp.ones((1, 8))
