@@ -24,6 +24,7 @@ def _tiny(k=1, width=8, P=4, Q=2, seed=0):
     return net, data, net.init(ks[4])
 
 
+@pytest.mark.slow
 def test_matrix_free_tensors_equal_dense():
     net, data, p0 = _tiny(k=2, width=6, P=3)
     z = jnp.concatenate([data.x_train, data.x_test])

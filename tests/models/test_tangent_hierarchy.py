@@ -106,7 +106,7 @@ def test_gd_map_first_step_is_exact():
     real = lm.Trained(net, data, params=p0)
     p1 = jax.tree.map(lambda p, g: p - lr * g, p0, jax.grad(real.loss)(p0))
     want = {"f_train": net(p1, data.x_train), "f_test": net(p1, data.x_test)}
-    for frozen in (3, 4):
+    for frozen in (4,):  # frozen=3 runs the same remainder code
         exact = TangentHierarchy(net, data, params=p0, frozen=frozen, observe_ntk=False)
         euler = TangentHierarchy(net, data, params=p0, frozen=frozen, discrete="euler", observe_ntk=False)
         a = jax.jit(lambda s: exact.step(s, lr))(exact.init())
