@@ -59,6 +59,15 @@ $\Delta = -\frac\eta P J(\tilde\theta)^\top r_k$ (two forward passes, a vjp and 
 $\eta \to 0$ at fixed $t = \eta k$, $\rho = O(\eta^2)$ and the map tends to the flow.
 `discrete="euler"` drops $\rho$ (the Euler step of the flow, which differs from real GD at
 $O(\eta/n)$). For `frozen=2` the map is the linearized model's, exactly the Euler step.
+How much it matters depends on $\eta$: on 2-layer tanh nets on digits at $\eta = 0.5$ the two
+maps differ by a few percent of their error; at $\eta = 0.8\,\eta_{\max}$ the Euler map's error
+falls only like $1/n$ while the remainder map keeps $n^{-2}$ (see the tests).
+
+**Cost.** A step is a fixed number of network passes (the jets of $\Theta(\theta)r$: about
+four vjp/jvp pairs; $h$: one jvp of a vjp; the remainder: two forwards, a vjp and a jvp),
+independent of $P$ beyond the network's own cost: measured 10–30× a training step of the
+same network (2-layer tanh, $P$ = 64–1024, widths up to 4096), with memory of a few
+parameter vectors and no $P^2$ or $P^3$ array unless `observe_ntk`.
 
 **Blow-up.** Frozen $O_3$ lets $\Theta(t)$ leave the positive cone; the outputs then grow
 exponentially, and `solve` ends with `RESULTS.diverged` (or `nonfinite`), NaN after the
@@ -82,6 +91,7 @@ from lmech.solvers import AbstractLossDynamics, AbstractMapDynamics
 
 from ._activations import ReLU, get_activation
 from ._data import Dataset
+from ._jets import jet
 from ._losses import AbstractLoss, get_loss
 from ._mlp import MLP
 
@@ -89,22 +99,6 @@ __all__ = ["TangentHierarchy", "check_network"]
 
 _FROZEN = (2, 3, 4)
 _DISCRETE = ("remainder", "euler")
-
-
-def jet(fn: Callable[[Array], Any], order: int, dtype) -> list:
-    """$[g(0), g'(0), \\dots, g^{(\\text{order})}(0)]$ of a function of a scalar (nested jvps)."""
-
-    def deeper(f):
-        def nxt(s):
-            primal, tangent = jax.jvp(f, (s,), (jnp.ones_like(s),))
-            return (*primal, tangent[-1])
-
-        return nxt
-
-    f = lambda s: (fn(s),)  # noqa: E731
-    for _ in range(order):
-        f = deeper(f)
-    return list(f(jnp.zeros((), dtype)))
 
 
 def _axpy(p0, a, s, b=None, s2=None):

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
 from ._activations import ReLU, get_activation
+from ._jets import jet
 from ._mlp import MLP
 
 __all__ = ["TaylorModel", "taylor_terms"]
@@ -63,19 +64,7 @@ def taylor_terms(apply_fn: Callable, params0: PyTree, delta: PyTree, x: Array, o
     def along(s):
         return apply_fn(jax.tree.map(lambda p, d: p + s * d, params0, delta), x)
 
-    def derivs(fn, j):
-        # fn: s -> (g, g', ..., g^{(j)}); returns s -> (g, ..., g^{(j+1)})
-        def nxt(s):
-            primal, tangent = jax.jvp(fn, (s,), (jnp.ones_like(s),))
-            return (*primal, tangent[-1])
-
-        return nxt
-
-    fn = lambda s: (along(s),)  # noqa: E731
-    for j in range(order):
-        fn = derivs(fn, j)
-    dtype = jax.tree.leaves(params0)[0].dtype
-    return list(fn(jnp.zeros((), dtype)))
+    return jet(along, order, jax.tree.leaves(params0)[0].dtype)
 
 
 class TaylorModel(eqx.Module):
