@@ -95,3 +95,28 @@ def test_ensemble_mean_outputs_against_real_networks():
     slope = {k: np.polyfit(np.log(widths), np.log(v), 1)[0] for k, v in res.items()}
     assert -1.2 < slope["kernel"] < -0.7, (res, slope)
     assert slope["corrected"] < -1.7, (res, slope)
+
+
+@pytest.mark.slow
+def test_flow_is_the_first_order_of_the_hierarchy_flow():
+    """With O3, O4 scaled by ε, the corrected-kernel flow and the dense O4-frozen hierarchy
+    flow differ by O(ε²) in the outputs (train and test)."""
+    from lmech.models._tangent_dense import DenseTangentHierarchy
+
+    net, data = _problem(8, P=3, Q=2)
+    p0 = net.init(jax.random.key(1))
+    ck = CorrectedKernel.from_network(net, data, params=p0)
+    dense = DenseTangentHierarchy(net, data, params=p0, frozen=4)
+    tight = ls.GradientFlow(rtol=1e-12, atol=1e-14)
+    kw = dict(lr=0.25, steps=40, save_every=10)
+    eps = np.array([1e-2, 5e-3, 2.5e-3])
+    errs = []
+    for e in eps:
+        a = ls.solve(eqx.tree_at(lambda m: (m.o3, m.o4), ck, (e * ck.o3, e * ck.o4)), tight, **kw)
+        t0, o3, o4 = dense.tensors
+        b = ls.solve(eqx.tree_at(lambda m: m.tensors, dense, [t0, e * o3, e * o4]), tight, **kw)
+        lin = ls.solve(eqx.tree_at(lambda m: (m.o3, m.o4), ck, (0 * ck.o3, 0 * ck.o4)), tight, **kw)
+        assert float(jnp.max(jnp.abs(b["f_train"] - lin["f_train"]))) > 10 * e**2
+        errs.append(max(float(jnp.max(jnp.abs(a[n] - b[n]))) for n in ("f_train", "f_test")))
+    order = np.polyfit(np.log(eps), np.log(errs), 1)[0]
+    assert abs(order - 2) < 0.15, (errs, order)
