@@ -22,8 +22,7 @@ jax.config.update("jax_enable_x64", True)
 import lmech.models as lm  # noqa: E402
 import lmech.solvers as ls  # noqa: E402
 import lmech.validation as lv  # noqa: E402
-from lmech.models._tangent_hierarchy import TangentHierarchy  # noqa: E402
-from lmech.models._taylor import TaylorModel  # noqa: E402
+from lmech.models import TangentHierarchy, TaylorModel  # noqa: E402
 
 MODELS = ("lin", "o3", "o4", "o4_euler", "taylor2", "taylor3")
 

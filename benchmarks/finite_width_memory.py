@@ -25,8 +25,7 @@ def job(name: str, P: int, width: int, steps: int) -> dict:
     import lmech.models as lm
     import lmech.solvers as ls
     import lmech.validation as lv
-    from lmech.models._tangent_hierarchy import TangentHierarchy
-    from lmech.models._taylor import TaylorModel
+    from lmech.models import TangentHierarchy, TaylorModel
 
     data = lv.datasets.digits(n_train=P, n_test=256, key=jax.random.key(0))
     net = lm.MLP(in_size=64, widths=(width,), out_size=1, activation="tanh")

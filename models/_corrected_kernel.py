@@ -37,7 +37,7 @@ from jaxtyping import Array, ArrayLike, PyTree, Scalar
 from lmech.solvers import AbstractLossDynamics, AbstractMapDynamics
 
 from ._data import Dataset
-from ._finite_width import hierarchy_tensors, kernel_correction
+from ._kernel_correction import hierarchy_tensors, kernel_correction
 from ._mlp import MLP
 from ._tangent_hierarchy import check_network
 

@@ -6,8 +6,7 @@ import pytest
 
 import lmech.models as lm
 import lmech.solvers as ls
-from lmech.models._corrected_kernel import CorrectedKernel
-from lmech.models._tangent_hierarchy import TangentHierarchy
+from lmech.models import CorrectedKernel, TangentHierarchy
 
 
 def _problem(width, P=3, Q=3, d=3):
@@ -101,7 +100,7 @@ def test_ensemble_mean_outputs_against_real_networks():
 def test_flow_is_the_first_order_of_the_hierarchy_flow():
     """With O3, O4 scaled by ε, the corrected-kernel flow and the dense O4-frozen hierarchy
     flow differ by O(ε²) in the outputs (train and test)."""
-    from lmech.models._tangent_dense import DenseTangentHierarchy
+    from lmech.models import DenseTangentHierarchy
 
     net, data = _problem(8, P=3, Q=2)
     p0 = net.init(jax.random.key(1))

@@ -10,8 +10,8 @@ from jax.flatten_util import ravel_pytree
 import lmech.models as lm
 import lmech.solvers as ls
 import lmech.validation as lv
-from lmech.models._tangent_dense import DenseTangentHierarchy, dense_tensors
-from lmech.models._tangent_hierarchy import TangentHierarchy
+from lmech.models import DenseTangentHierarchy, TangentHierarchy
+from lmech.models._tangent_dense import dense_tensors
 
 TIGHT = ls.GradientFlow(rtol=1e-12, atol=1e-14)
 

@@ -9,7 +9,7 @@ from jax.test_util import check_grads
 import lmech.models as lm
 import lmech.solvers as ls
 import lmech.validation as lv
-from lmech.models._taylor import TaylorModel
+from lmech.models import TaylorModel
 from lmech.solvers._dynamics import gd_step
 
 
