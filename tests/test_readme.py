@@ -34,3 +34,16 @@ def test_main_example(capsys):
     np.testing.assert_allclose(float(jax.grad(f)(0.05)), float(fd), rtol=1e-6)
     printed = capsys.readouterr().out.split()
     assert float(printed[0]) == mode_map_err
+
+
+def test_finite_width_example(capsys):
+    ns: dict = {}
+    setup = "import jax\nimport numpy as np\nimport lmech.models as lm\nimport lmech.solvers as ls\nimport lmech.validation as lv\n"
+    exec(compile(setup + _block("### Finite width"), "README finite-width example", "exec"), ns)
+    theory, measured = ns["theory"], ns["measured"]
+    predicted = float(theory.ntk_variance[0] / theory.ntk_mean[0] ** 2)
+    got, se = float(measured.ntk_relative_variance[0]), float(measured.ntk_relative_variance_se[0])
+    assert abs(predicted - got) < 3 * se + 0.05 * predicted  # first order within Monte-Carlo error
+    lin, o4, cubic = (float(v) for v in capsys.readouterr().out.split()[-3:])
+    assert o4 < lin / 3 and cubic < lin / 3  # both corrections beat the linearized model
+    np.testing.assert_allclose([lin, o4, cubic], [0.022, 0.0039, 0.0010], rtol=0.05)  # the printed numbers
