@@ -1,5 +1,6 @@
 """lmech.models — what is integrated: networks, real training, and theories of it."""
 
+from . import finite_width
 from ._activations import (
     ACTIVATIONS,
     AbstractActivation,
@@ -8,33 +9,38 @@ from ._activations import (
     PairMoments,
     get_activation,
 )
-from ._corrected_kernel import CorrectedKernel
 from ._data import Dataset
 from ._deep_linear import SaxeModes, target_modes
 from ._empirical_ntk import empirical_ntk, ntk_vector_product
 from ._end_to_end import EndToEnd, balancedness, balancedness_drift
 from ._ensemble import infinite_ensemble
-from ._kernel_correction import hierarchy_tensors, kernel_correction
 from ._kernels import analytic_kernels, analytic_nngp, analytic_ntk
 from ._linear_init import decoupled_init, effective_initial_strengths, factor_chain
 from ._linearized import Linearized
 from ._losses import LOSSES, MSE, AbstractLoss, CrossEntropy, cross_entropy, get_loss, mse
 from ._mlp import MLP, count_params
-from ._pdlt import (
+from ._trained import Trained
+from .finite_width import (
+    CorrectedKernel,
+    DenseTangentHierarchy,
+    EnsembleStatistics,
     FiniteWidthStatistics,
     PairStatistics,
+    TangentHierarchy,
+    TaylorModel,
+    aspect_ratio_scan,
     criticality,
+    ensemble_samples,
+    ensemble_statistics,
     exact_statistics,
     finite_width_statistics,
+    hierarchy_tensors,
+    kernel_correction,
     pair_statistics,
 )
-from ._pdlt_ensemble import EnsembleStatistics, aspect_ratio_scan, ensemble_samples, ensemble_statistics
-from ._tangent_dense import DenseTangentHierarchy
-from ._tangent_hierarchy import TangentHierarchy
-from ._taylor import TaylorModel
-from ._trained import Trained
 
 __all__ = [
+    "finite_width",
     "kernel_correction",
     "hierarchy_tensors",
     "TaylorModel",

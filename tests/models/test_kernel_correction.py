@@ -9,7 +9,7 @@ import pytest
 import lmech.models as lm
 import lmech.solvers as ls
 from lmech.models import DenseTangentHierarchy, hierarchy_tensors, kernel_correction
-from lmech.models._tangent_dense import dense_tensors
+from lmech.models.finite_width._tangent_dense import dense_tensors
 
 
 def _tiny(k=1, width=8, P=4, Q=2, seed=0):

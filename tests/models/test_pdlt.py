@@ -22,7 +22,7 @@ from lmech.models import (
     finite_width_statistics,
     pair_statistics,
 )
-from lmech.models._pdlt_ensemble import summarize
+from lmech.models.finite_width._pdlt_ensemble import summarize
 from lmech.validation.plot import aspect_ratio as plot_aspect_ratio
 
 CRIT = {"linear": 1.0, "relu": math.sqrt(2), "erf": math.sqrt(math.pi) / 2, "tanh": 1.0}

@@ -11,7 +11,7 @@ import lmech.models as lm
 import lmech.solvers as ls
 import lmech.validation as lv
 from lmech.models import DenseTangentHierarchy, TangentHierarchy
-from lmech.models._tangent_dense import dense_tensors
+from lmech.models.finite_width._tangent_dense import dense_tensors
 
 TIGHT = ls.GradientFlow(rtol=1e-12, atol=1e-14)
 

@@ -48,9 +48,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
-from ._activations import ReLU, get_activation
+from .._activations import ReLU, get_activation
+from .._mlp import MLP
 from ._jets import jet
-from ._mlp import MLP
 
 __all__ = ["TaylorModel", "taylor_terms"]
 
@@ -157,6 +157,6 @@ class TaylorModel(eqx.Module):
     def trained(self, data: Any, loss: Any = "mse", **kwargs: Any):
         """The `Trained` dynamics of this model on `data`, started at $\\delta = 0$
         (extra keyword arguments, e.g. `observables=`, go to `Trained`)."""
-        from ._trained import Trained
+        from .._trained import Trained
 
         return Trained(self, data, loss, params=self.zero(), **kwargs)

@@ -89,11 +89,11 @@ from jaxtyping import Array, ArrayLike, PyTree, Scalar
 
 from lmech.solvers import AbstractLossDynamics, AbstractMapDynamics
 
-from ._activations import ReLU, get_activation
-from ._data import Dataset
+from .._activations import ReLU, get_activation
+from .._data import Dataset
+from .._losses import AbstractLoss, get_loss
+from .._mlp import MLP
 from ._jets import jet
-from ._losses import AbstractLoss, get_loss
-from ._mlp import MLP
 
 __all__ = ["TangentHierarchy", "check_network"]
 

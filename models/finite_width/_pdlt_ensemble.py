@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._empirical_ntk import empirical_ntk
-from ._mlp import MLP
+from .._empirical_ntk import empirical_ntk
+from .._mlp import MLP
 
 __all__ = ["EnsembleStatistics", "ensemble_samples", "ensemble_statistics"]
 

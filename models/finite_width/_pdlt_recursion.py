@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._activations import AbstractActivation
+from .._activations import AbstractActivation
 
 _HALF_NODES = 64
 _HALF_WIDTH = 8.0

@@ -29,9 +29,9 @@ from jaxtyping import Array, PyTree, Scalar
 
 from lmech.solvers import AbstractLossDynamics
 
-from ._data import Dataset
-from ._losses import AbstractLoss, get_loss
-from ._mlp import MLP
+from .._data import Dataset
+from .._losses import AbstractLoss, get_loss
+from .._mlp import MLP
 from ._tangent_hierarchy import check_network
 
 __all__ = ["DenseTangentHierarchy", "dense_tensors"]

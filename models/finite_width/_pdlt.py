@@ -79,8 +79,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._activations import Erf, Linear, ReLU, get_activation
-from ._mlp import MLP
+from .._activations import Erf, Linear, ReLU, get_activation
+from .._mlp import MLP
 from ._pdlt_recursion import layer_recursion
 
 __all__ = [

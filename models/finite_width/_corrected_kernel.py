@@ -36,9 +36,9 @@ from jaxtyping import Array, ArrayLike, PyTree, Scalar
 
 from lmech.solvers import AbstractLossDynamics, AbstractMapDynamics
 
-from ._data import Dataset
+from .._data import Dataset
+from .._mlp import MLP
 from ._kernel_correction import hierarchy_tensors, kernel_correction
-from ._mlp import MLP
 from ._tangent_hierarchy import check_network
 
 __all__ = ["CorrectedKernel", "output_tensors"]
