@@ -1,9 +1,11 @@
-"""Peak memory and time of training a network and its matrix-free finite-width theories at
-large P: each job in its own process (peak RSS of that process), alternating rounds.
+"""Cost of each finite-width truncation against training the network it describes, side by
+side: each job in its own process (peak RSS of that process, first call with compilation and
+the warm repeat), the jobs alternating, at P = 256 and 1024.
 
-2-layer tanh, digits (1024 train, 256 test), width 1024, eta = 0.5, 200 GD steps.
+2-layer tanh, digits (P train, 256 test), width 1024, eta = 0.5, 200 GD steps. Writes the
+section "Finite width: truncations vs training" of RESULTS.md.
 
-    python benchmarks/finite_width_memory.py --rounds 2
+    python benchmarks/finite_width_memory.py [--Ps 256,1024] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -37,9 +39,14 @@ def job(name: str, P: int, width: int, steps: int) -> dict:
     else:
         dyn = TangentHierarchy(net, data, params=p0, frozen=int(name[-1]), observe_ntk=False)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run = lambda: ls.solve(
+        dyn, ls.GradientDescent(), lr=0.5, steps=steps, save_every=steps // 10, progress=False
+    )  # noqa: E731
     t = time.perf_counter()
-    traj = ls.solve(dyn, ls.GradientDescent(), lr=0.5, steps=steps, save_every=steps // 10, progress=False)
-    jax.block_until_ready(traj["f_test"])
+    traj = jax.block_until_ready(run())
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    traj = jax.block_until_ready(run())
     wall = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
@@ -47,6 +54,7 @@ def job(name: str, P: int, width: int, steps: int) -> dict:
         "P": P,
         "width": width,
         "steps": steps,
+        "first_s": first,
         "wall_s": wall,
         "peak_rss_MB": peak / 1024,
         "rss_before_MB": base / 1024,
@@ -54,29 +62,61 @@ def job(name: str, P: int, width: int, steps: int) -> dict:
     }
 
 
-if __name__ == "__main__":
+LABELS = {
+    "real": "real network (Trained)",
+    "taylor2": "Taylor model, order 2",
+    "taylor3": "Taylor model, order 3",
+    "o3": "tangent hierarchy, O3 frozen",
+    "o4": "tangent hierarchy, O4 frozen",
+}
+
+
+def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--Ps", default="256,1024")
     ap.add_argument("--P", type=int, default=1024)
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--job", default=None)
     a = ap.parse_args()
     if a.job:
         print(json.dumps(job(a.job, a.P, a.width, a.steps)))
-        sys.exit()
-    for _ in range(a.rounds):
+        return
+    import statistics
+
+    from _common import write_section
+
+    lines = [
+        f"2-layer tanh MLP, width {a.width}, digits (P training points, 256 test), η = 0.5, {a.steps} GD "
+        f"steps; each job a whole process, the jobs alternating, {a.rounds} rounds; warm = the second "
+        "solve in the process (median over rounds); peak RSS of the process (max over rounds).",
+        "",
+        "| P | job | first call (s) | warm (s) | × real (warm) | peak RSS (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for P in (int(p) for p in a.Ps.split(",")):
+        runs = {name: [] for name in JOBS}
+        for _ in range(a.rounds):
+            for name in JOBS:
+                cmd = [sys.executable, __file__, "--job", name, "--P", str(P), "--width", str(a.width)]
+                out = subprocess.run(
+                    [*cmd, "--steps", str(a.steps)], capture_output=True, text=True, check=True
+                )
+                runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                print(runs[name][-1], flush=True)
+        real = statistics.median(r["wall_s"] for r in runs["real"])
         for name in JOBS:
-            cmd = [
-                sys.executable,
-                __file__,
-                "--job",
-                name,
-                "--P",
-                str(a.P),
-                "--width",
-                str(a.width),
-                "--steps",
-                str(a.steps),
-            ]
-            print(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip(), flush=True)
+            warm = statistics.median(r["wall_s"] for r in runs[name])
+            first = statistics.median(r["first_s"] for r in runs[name])
+            rss = max(r["peak_rss_MB"] for r in runs[name])
+            lines.append(
+                f"| {P} | {LABELS[name]} | {first:.2f} | {warm:.2f} | {warm / real:.1f}× | {rss:.0f} |"
+            )
+    body = "\n".join(lines)
+    print(body)
+    write_section("Finite width: truncations vs training", body)
+
+
+if __name__ == "__main__":
+    main()
