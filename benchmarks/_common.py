@@ -64,7 +64,9 @@ def write_section(name: str, body: str) -> None:
     )
     stamp = datetime.date.today().isoformat()
     script = Path(sys.argv[0]).resolve()
-    cmd = "python " + " ".join([f"{script.parent.name}/{script.name}"] + sys.argv[1:])
+    # absolute paths of this machine (a venv, a baseline install) are not part of the record
+    args = ["PATH" if os.path.isabs(a) else a for a in sys.argv[1:]]
+    cmd = "python " + " ".join([f"{script.parent.name}/{script.name}"] + args)
     section = f"## {name}\n\n`{cmd}` — {stamp} — {machine()}\n\n{body.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = (
