@@ -8,8 +8,8 @@ variants alternate A B A B ..., and each process reports its warm seconds (media
 repeated solves after the compiling one). The baseline is lmech at an earlier commit,
 installed in its own venv by `benchmarks/baseline_env.sh COMMIT DIR`:
 
-    bash benchmarks/baseline_env.sh 3553f2f /tmp/lmech-baseline
-    python benchmarks/bench_central_flow.py --baseline /tmp/lmech-baseline/bin/python
+    bash benchmarks/baseline_env.sh 3553f2f BASELINE_DIR
+    python benchmarks/bench_central_flow.py --baseline BASELINE_DIR/bin/python
 
 Without `--baseline` only the current code is timed (warm and cold variants).
 """
