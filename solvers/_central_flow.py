@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import optimistix as optx
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, ArrayLike, Float, PyTree, Scalar
+from jaxtyping import Array, ArrayLike, Bool, Float, PyTree, Scalar
 
 from ._dynamics import AbstractDynamics, AbstractLossDynamics, AbstractMapDynamics, require
 from ._gradient_flow import GradientFlow, default_tolerances
@@ -71,20 +71,26 @@ class CentralFlowState(eqx.Module):
 
 
 def third_derivatives(
-    loss: Callable, flat: Float[Array, " n"], U: Float[Array, "k n"]
+    loss: Callable,
+    flat: Float[Array, " n"],
+    U: Float[Array, "k n"],
+    needed: Bool[Array, " k"] | None = None,
 ) -> Float[Array, "k k n"]:
     r"""$G_{ij} = \nabla_\theta (u_i^\top \nabla^2 L(\theta)\, u_j)$ for all pairs, $u$ held fixed:
     one reverse pass over a Hessian-vector product per pair $i \le j$ ($G$ is symmetric),
-    run one after another (`lax.map`; on CPU a `vmap` over the pairs is slower)."""
+    run one after another (`lax.map`; on CPU a `vmap` over the pairs is slower). With
+    `needed`, only the pairs with both indices needed are computed (`lax.cond`); the
+    others are zero."""
     k = U.shape[0]
 
     def g(pair):
-        ui, uj = pair
+        ui, uj, need = pair
         d2 = lambda x: jnp.vdot(ui, jax.jvp(jax.grad(loss), (x,), (uj,))[1])
-        return jax.grad(d2)(flat)
+        return jax.lax.cond(need, lambda: jax.grad(d2)(flat), lambda: jnp.zeros_like(flat))
 
     ii, jj = jnp.triu_indices(k)
-    upper = jax.lax.map(g, (U[ii], U[jj]))  # (k(k+1)/2, n)
+    need = jnp.ones(ii.shape, bool) if needed is None else needed[ii] & needed[jj]
+    upper = jax.lax.map(g, (U[ii], U[jj], need))  # (k(k+1)/2, n)
     G = jnp.zeros((k, k, flat.shape[0]), flat.dtype)
     return G.at[ii, jj].set(upper).at[jj, ii].set(upper)
 
@@ -141,7 +147,9 @@ class _Central(AbstractLossDynamics):
         kappa = self.stiffness / self.lr
 
         def oscillation(_):
-            G = third_derivatives(loss, flat, U)
+            # X is supported on the critical eigenvalues: only their G_ij enter A(X), B on
+            # that support and the field (exact: the other pairs are not computed)
+            G = third_derivatives(loss, flat, U, critical)
             B = jnp.einsum("ijn,n->ij", G, -grad) + kappa * jnp.diag(lam - 2.0 / self.lr)
             if self.k == 1:
                 gg = jnp.vdot(G[0, 0], G[0, 0])
