@@ -254,6 +254,12 @@ def kernel(quick: bool) -> list[str]:
         f"over the largest {last}: theory P^{sa:.2f}, network P^{sb:.2f}. Crossover: "
         f"{crossover(sizes, th, nw, what='P', last=last)}",
         "",
+        # the measured range is not yet asymptotic for the theory: its kernels cost O(P^2)
+        # (the Lanczos predictions O(P^2 m)) while training costs O(P) per step
+        "Asymptotically the theory's kernels cost O(P²) and training O(P): anchored at the largest P "
+        f"measured, those exponents put the crossover at P ≈ {sizes[-1] * nw[-1] / th[-1]:.2g} "
+        "(**extrapolated** with the asymptotic exponents, not fitted).",
+        "",
     ]
 
 
