@@ -1,0 +1,270 @@
+r"""Experiment `finite-width`: the corrections beyond the kernel regime against real GD.
+
+For 2-layer MLPs (NTK parameterization, $\sigma_w = 1$) with smooth activations on digits
+(parity target, MSE, full-batch GD at $\eta$), one realization per seed and width:
+
+- **Output error against width** (`measure_errors`): the maximum over the saved times of
+  $\lVert f_{\text{model}}(x_*) - f_{\text{GD}}(x_*)\rVert / \lVert f_{\text{GD}}(x_*)\rVert$ on
+  the test points for the linearized model, the tangent hierarchy with $O_3$ frozen and with
+  $O_4$ frozen (`TangentHierarchy`, frozen = 2, 3, 4) and the order-2 and order-3 Taylor
+  models (`TaylorModel`) — the mean over seeds at each width, with a fitted log–log slope
+  (the linearized error falls as $n^{-1}$; truncations that keep everything to $O(1/n)$ as
+  $n^{-2}$, THEORY.md §3). A run that ends in divergence (the O3-frozen system at small
+  width) is counted, not averaged.
+- **NTK fluctuations at init against $L/n$** (`measure_fluctuations`): the measured relative
+  variance $\operatorname{Var}\Theta(x,x)/(\mathbb E\Theta(x,x))^2$ over an ensemble of real
+  networks at criticality against the first-order prediction (and the exact one for ReLU),
+  via `lmech.models.aspect_ratio_scan`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+import lmech.models as lm
+import lmech.solvers as ls
+
+from .. import datasets, plot
+from .._compare import compare
+from ._util import loglog_slope
+
+NAME = "finite-width"
+DESCRIPTION = (
+    "Finite width: tangent hierarchy and Taylor models vs real GD against width; NTK fluctuations vs L/n."
+)
+
+MODELS = ("linearized", "o3_frozen", "o4_frozen", "taylor2", "taylor3")
+LABELS = {
+    "linearized": "linearized",
+    "o3_frozen": "hierarchy, O3 frozen",
+    "o4_frozen": "hierarchy, O4 frozen",
+    "taylor2": "Taylor, order 2",
+    "taylor3": "Taylor, order 3",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    n_train: int = 64
+    n_test: int = 64
+    lr: float = 0.5
+    steps: int = 1000
+    save_every: int = 20
+    seeds: int = 2
+    activations: tuple = ("tanh", "erf")
+    widths: tuple = (64, 256, 1024, 4096)
+    # NTK fluctuations at init: (activation, hidden width, depths), ensemble size
+    fluctuations: tuple = (("relu", 32, (2, 3, 4, 8, 12, 16)), ("tanh", 32, (2, 3, 4, 8, 12, 16)))
+    fluctuation_seeds: int = 4000
+
+    def __post_init__(self):
+        if self.steps % self.save_every:
+            raise ValueError(
+                f"finite_width.Config: save_every ({self.save_every}) must divide steps ({self.steps})."
+            )
+        if len(self.widths) < 2 or min(self.widths) < 1:
+            raise ValueError(f"finite_width.Config: give at least two positive widths, got {self.widths}.")
+        for a in self.activations:
+            if a == "relu":
+                raise ValueError(
+                    "finite_width.Config: the output corrections need a smooth activation (relu's second "
+                    "derivative misses its kink); use tanh, erf, gelu, ..."
+                )
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> Config:
+        return cls(
+            seed=seed,
+            steps=300,
+            save_every=10,
+            seeds=1,
+            activations=("tanh",),
+            widths=(64, 256, 1024),
+            fluctuations=(("relu", 32, (2, 3, 8, 16)), ("tanh", 32, (2, 3, 8, 16))),
+            fluctuation_seeds=1000,
+        )
+
+
+def _dynamics(model: str, net, data, params):
+    if model.startswith("taylor"):
+        return lm.TaylorModel(net, params, order=int(model[-1])).trained(data)
+    frozen = {"linearized": 2, "o3_frozen": 3, "o4_frozen": 4}[model]
+    return lm.TangentHierarchy(net, data, params=params, frozen=frozen, observe_ntk=False)
+
+
+def one_realization(net, data, params, cfg: Config) -> dict:
+    """Each model's max-over-time relative test-output error against real GD from `params`
+    (None where the model's solve did not succeed), and the test outputs over time."""
+    kw = dict(lr=cfg.lr, steps=cfg.steps, save_every=cfg.save_every, progress=False, throw=False)
+    real = ls.solve(lm.Trained(net, data, params=params), ls.GradientDescent(), **kw)
+    out = {
+        "errors": {},
+        "results": {},
+        "times": np.asarray(real.times),
+        "real": np.asarray(real["f_test"][:, :6, 0]),
+    }
+    for m in MODELS:
+        traj = ls.solve(_dynamics(m, net, data, params), ls.GradientDescent(), **kw)
+        out["results"][m] = traj.result_name
+        out["errors"][m] = float(compare(traj, real).max_relative_error["f_test"]) if traj.succeeded else None
+        if traj.succeeded:
+            out[m] = np.asarray(traj["f_test"][:, :6, 0])
+    return out
+
+
+def measure_errors(cfg: Config, data, key, *, progress: bool = True) -> tuple[dict, dict]:
+    """Per activation: rows (width, mean error per model over the seeds that succeeded, number
+    diverged) and slopes (all widths; widths >= 256)."""
+    metrics, curves = {}, {}
+    bar = tqdm(
+        total=len(cfg.activations) * len(cfg.widths) * cfg.seeds,
+        desc="finite-width errors",
+        disable=not progress,
+    )
+    for a_i, act in enumerate(cfg.activations):
+        rows = []
+        for width in cfg.widths:
+            net = lm.MLP(64, (width,), 1, activation=act, sigma_w=1.0)
+            per_seed = []
+            for s in range(cfg.seeds):
+                params = net.init(jax.random.fold_in(jax.random.fold_in(key, a_i), 1000 * width + s))
+                per_seed.append(one_realization(net, data, params, cfg))
+                bar.update(1)
+            row = {"width": width}
+            for m in MODELS:
+                good = [r["errors"][m] for r in per_seed if r["errors"][m] is not None]
+                row[m] = float(np.mean(good)) if good else None
+                row[f"{m}_failed"] = cfg.seeds - len(good)
+            rows.append(row)
+            if width == cfg.widths[0]:  # outputs over time at the smallest width, first seed
+                r0 = per_seed[0]
+                curves[f"{act}.times"] = r0["times"]
+                curves[f"{act}.real"] = r0["real"]
+                curves.update({f"{act}.{m}": r0[m] for m in MODELS if m in r0})
+        slopes, slopes_large = {}, {}
+        for m in MODELS:
+            pts = [(r["width"], r[m]) for r in rows if r[m] is not None and r[f"{m}_failed"] == 0]
+            big = [(w, e) for w, e in pts if w >= 256]
+            slopes[m] = loglog_slope(*zip(*pts)) if len(pts) >= 2 else None
+            slopes_large[m] = loglog_slope(*zip(*big)) if len(big) >= 2 else None
+        metrics[act] = {"rows": rows, "slopes": slopes, "slopes_n_ge_256": slopes_large}
+        for m in MODELS:
+            curves[f"errors.{act}.{m}"] = np.array([np.nan if r[m] is None else r[m] for r in rows])
+        curves[f"errors.{act}.widths"] = np.array([r["width"] for r in rows])
+    bar.close()
+    return metrics, curves
+
+
+def measure_fluctuations(cfg: Config, key) -> tuple[dict, dict]:
+    """`aspect_ratio_scan` for each entry of `cfg.fluctuations`: measured vs predicted
+    relative NTK variance at init, and the largest relative deviation for L/n <= 0.1."""
+    metrics, curves = {}, {}
+    for i, (act, width, depths) in enumerate(cfg.fluctuations):
+        scan = lm.aspect_ratio_scan(act, width, depths, jax.random.fold_in(key, i), cfg.fluctuation_seeds)
+        best = np.where(np.isfinite(scan["exact"]), scan["exact"], scan["first_order"])
+        dev = np.abs(scan["measured"] / best - 1)
+        small = scan["aspect"] <= 0.1 + 1e-12
+        metrics[f"{act}, width {width}"] = {
+            "aspect": scan["aspect"].tolist(),
+            "measured": scan["measured"].tolist(),
+            "measured_se": scan["measured_se"].tolist(),
+            "predicted": best.tolist(),
+            "prediction": "exact" if np.isfinite(scan["exact"]).all() else "first order in 1/n",
+            "max_rel_deviation_L_over_n_le_0.1": float(dev[small].max()) if small.any() else None,
+            "max_rel_deviation": float(dev.max()),
+        }
+        curves.update({f"fluctuations.{act}.{k}": np.asarray(v) for k, v in scan.items()})
+    return metrics, curves
+
+
+def compute(config: Config, *, progress: bool = True) -> dict:
+    """`metrics`: `setup`, `errors` (per activation), `fluctuations`; curve names prefixed
+    by the activation, `errors.` and `fluctuations.`."""
+    k_data, k_net, k_fl = jax.random.split(jax.random.key(config.seed), 3)
+    data = datasets.digits(config.n_train, config.n_test, key=k_data, target="parity")
+    errors, curves = measure_errors(config, data, k_net, progress=progress)
+    fluct, c = measure_fluctuations(config, k_fl)
+    curves.update(c)
+    setup = {
+        k: getattr(config, k) for k in ("n_train", "n_test", "lr", "steps", "seeds", "fluctuation_seeds")
+    }
+    return {"metrics": {"setup": setup, "errors": errors, "fluctuations": fluct}, "curves": curves}
+
+
+# ---------------------------------------------------------------------------------------------
+def figures(results: dict) -> dict:
+    """`errors_vs_width` (one log–log panel per activation) and `ntk_fluctuations` (vs L/n)."""
+    m, c = results["metrics"], results["curves"]
+    acts = list(m["errors"])
+    fig, axes = plot.panels(len(acts), width=5.4, height=4.4)
+    for ax, act in zip(axes, acts):
+        widths = c[f"errors.{act}.widths"]
+        series = {}
+        for model in MODELS:
+            y = c[f"errors.{act}.{model}"]
+            ok = np.isfinite(y)
+            if ok.sum() >= 1:
+                series[LABELS[model]] = (widths[ok], y[ok])
+        plot.loglog_fits(series, ax=ax, xlabel="width n", ylabel="max_t ‖f − f_GD‖/‖f_GD‖ (test)")
+        ax.set_title(f"{act}, 2 layers, η = {m['setup']['lr']}")
+    fig.tight_layout()
+    scans = {}
+    for key in m["fluctuations"]:
+        act = key.split(",")[0]
+        scans[key] = {k.split(".", 2)[2]: v for k, v in c.items() if k.startswith(f"fluctuations.{act}.")}
+    return {"errors_vs_width": fig, "ntk_fluctuations": plot.aspect_ratio(scans, logy=True)}
+
+
+def _fmt(e) -> str:
+    return "—" if e is None else f"{e:.2g}"
+
+
+def summary(results: dict) -> str:
+    m = results["metrics"]
+    s = m["setup"]
+    lines = [
+        f"2-layer MLPs (NTK parameterization, σ_w = 1) on digits (parity, {s['n_train']} train / {s['n_test']} test), "
+        f"MSE, GD at η = {s['lr']} for {s['steps']} steps; {s['seeds']} seed(s) per width (means). Error = max over "
+        "time of the relative test-output error against the same network trained by GD."
+    ]
+    for act, r in m["errors"].items():
+        for model in MODELS:
+            cells = ", ".join(
+                f"{row['width']}: {_fmt(row[model])}"
+                + (f" ({row[model + '_failed']} diverged)" if row[model + "_failed"] else "")
+                for row in r["rows"]
+            )
+            sl, sb = r["slopes"][model], r["slopes_n_ge_256"][model]
+            lines.append(f"- {act}, {LABELS[model]}: {cells} (slope {_fmt(sl)}; over n ≥ 256 {_fmt(sb)})")
+    for key, f in m["fluctuations"].items():
+        pts = ", ".join(
+            f"L/n {a:.3g}: {mm:.3g} ± {se:.2g} vs {p:.3g}"
+            for a, mm, se, p in zip(f["aspect"], f["measured"], f["measured_se"], f["predicted"])
+        )
+        lines.append(
+            f"- NTK fluctuations at init, {key} ({s['fluctuation_seeds']} networks; measured Var Θ/(EΘ)² vs "
+            f"{f['prediction']}): {pts}; largest deviation for L/n ≤ 0.1: {_fmt(f['max_rel_deviation_L_over_n_le_0.1'])}."
+        )
+    return "\n".join(lines)
+
+
+def headline(metrics: dict) -> dict[str, str]:
+    out = {}
+    for act, r in metrics["errors"].items():
+        out[f"{act}: error slope vs width — linearized / O3-frozen / O4-frozen / Taylor 2 / Taylor 3"] = (
+            " / ".join(_fmt(r["slopes"][m]) for m in MODELS)
+        )
+        widest = r["rows"][-1]
+        out[f"{act}: error at width {widest['width']} — linearized / O4-frozen / Taylor 3"] = " / ".join(
+            _fmt(widest[m]) for m in ("linearized", "o4_frozen", "taylor3")
+        )
+    for key, f in metrics["fluctuations"].items():
+        out[f"NTK Var/mean² at init, {key}: max deviation from {f['prediction']} for L/n ≤ 0.1"] = _fmt(
+            f["max_rel_deviation_L_over_n_le_0.1"]
+        )
+    return out
