@@ -1,7 +1,7 @@
 """The notebooks: paired (.py and .ipynb), and executed top to bottom at small sizes with their
 measured numbers checked. Each notebook prints its numbers as one JSON line in its last cell.
 
-`kernel_regime` runs in the default suite (~15 s); `discrete_gd` (~2 min: modified-flow
+`kernel_regime` and `finite_width` run in the default suite (~15 s and ~25 s); `discrete_gd` (~2 min: modified-flow
 orders, a central flow and its η-derivative) runs with `-m slow` — its central-flow claim is
 checked by default in tests/validation/test_central_vs_gd.py."""
 
@@ -55,6 +55,19 @@ def test_kernel_regime_notebook(tmp_path, monkeypatch):
     assert r["large_lr_exact_GD_map_vs_real"] < r["large_lr_gradient_flow_vs_real"] / 10
     d = r["dloss_dlr"]
     assert rel(d["gradient"], d["finite_differences"]) < 1e-7
+
+
+def test_finite_width_notebook(tmp_path, monkeypatch):
+    r = execute("finite_width", tmp_path, monkeypatch)
+    # measured at SIZE = 32: tanh/relu at L/n <= 0.1 within 2 s.e.; slopes -1.21 / -2.58 / -2.64
+    for f in r["fluctuations"].values():
+        assert f["aspect"]  # the small-L/n points are there
+        for m, se, p in zip(f["measured"], f["measured_se"], f["predicted"]):
+            assert abs(m - p) < 4 * se + 0.05 * p
+    e, s = r["errors"], r["slopes"]
+    for name in ("O4-frozen", "Taylor, order 3"):
+        assert all(a < b / 3 for a, b in zip(e[name], e["linearized"]))
+        assert s[name] < s["linearized"] - 0.5
 
 
 @pytest.mark.slow
