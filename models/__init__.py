@@ -11,6 +11,7 @@ from ._activations import (
 )
 from ._data import Dataset
 from ._deep_linear import SaxeModes, target_modes
+from ._dmft_two_layer import TwoLayerLinearDMFT, whiten
 from ._empirical_ntk import empirical_ntk, ntk_vector_product
 from ._end_to_end import EndToEnd, balancedness, balancedness_drift
 from ._ensemble import infinite_ensemble
@@ -40,6 +41,8 @@ from .finite_width import (
 )
 
 __all__ = [
+    "TwoLayerLinearDMFT",
+    "whiten",
     "finite_width",
     "kernel_correction",
     "hierarchy_tensors",
