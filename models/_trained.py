@@ -15,6 +15,7 @@ from lmech.solvers import AbstractLossDynamics
 from ._data import Dataset
 from ._losses import AbstractLoss, get_loss
 from ._mlp import MLP
+from ._validate import check_apply_on_data
 
 __all__ = ["Trained"]
 
@@ -84,16 +85,7 @@ class Trained(AbstractLossDynamics):
             raise ValueError(
                 "Trained: pass `params=` for a bring-your-own apply function (only an MLP spec can draw its own parameters)."
             )
-        try:
-            out = jax.eval_shape(network, params, data.x_train)
-        except Exception as err:  # noqa: BLE001 - report any failure of the model on the data clearly
-            raise ValueError(
-                f"Trained: apply_fn(params, x_train) fails on these parameters and data: {err}"
-            ) from err
-        if out.shape != data.y_train.shape:
-            raise ValueError(
-                f"Trained: apply_fn(params, x_train) has shape {out.shape}, the targets have shape {data.y_train.shape}."
-            )
+        check_apply_on_data(network, params, data, "Trained")
         self.apply_fn = network
         self.data = data
         self.params0 = params

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import jax
 import numpy as np
 
-__all__ = ["check_depth"]
+__all__ = ["check_apply_on_data", "check_depth"]
 
 
 def check_depth(depth: Any) -> int:
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
         raise ValueError(f"`depth` must be an int >= 1 (number of weight layers), got {depth!r}.")
     return int(depth)
+
+
+def check_apply_on_data(apply_fn: Callable, params: Any, data: Any, who: str) -> None:
+    """`apply_fn(params, data.x_train)` runs (abstractly) and has the targets' shape."""
+    try:
+        out = jax.eval_shape(apply_fn, params, data.x_train)
+    except Exception as err:  # noqa: BLE001 - report any failure of the model on the data clearly
+        raise ValueError(
+            f"{who}: apply_fn(params, x_train) fails on these parameters and data: {err}"
+        ) from err
+    if out.shape != data.y_train.shape:
+        raise ValueError(
+            f"{who}: apply_fn(params, x_train) has shape {out.shape}, the targets have shape {data.y_train.shape}."
+        )

@@ -93,6 +93,7 @@ from .._activations import ReLU, get_activation
 from .._data import Dataset
 from .._losses import AbstractLoss, get_loss
 from .._mlp import MLP
+from .._validate import check_apply_on_data
 from ._jets import jet
 
 __all__ = ["TangentHierarchy", "check_network"]
@@ -132,16 +133,7 @@ def check_network(network, data, params, who: str) -> Callable:
                 UserWarning,
                 stacklevel=3,
             )
-    try:
-        out = jax.eval_shape(network, params, data.x_train)
-    except Exception as err:  # noqa: BLE001 - report any failure of the model on the data clearly
-        raise ValueError(
-            f"{who}: apply_fn(params, x_train) fails on these parameters and data: {err}"
-        ) from err
-    if out.shape != data.y_train.shape:
-        raise ValueError(
-            f"{who}: apply_fn(params, x_train) has shape {out.shape}, the targets have shape {data.y_train.shape}."
-        )
+    check_apply_on_data(network, params, data, who)
     return network
 
 
