@@ -46,6 +46,7 @@ from ._activations import (
 )
 from ._blocks import blockwise, check_block_size
 from ._mlp import MLP
+from ._validate import check_inputs
 
 
 class _Coefficients(NamedTuple):
@@ -232,14 +233,7 @@ def _check(net: MLP, x, name):
             f"parameterization {net.parameterization!r} has no fixed infinite-width kernel: "
             "features move at infinite width; use the feature-learning (muP / mean-field) theory."
         )
-    x = jnp.asarray(x)
-    if x.ndim != 2 or x.shape[1] != net.in_size:
-        raise ValueError(f"`{name}` must have shape (samples, {net.in_size}), got {x.shape}.")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    if not isinstance(x, jax.core.Tracer) and not np.isfinite(np.asarray(x)).all():
-        raise ValueError(f"`{name}` contains NaN or inf.")
-    return x
+    return check_inputs(x, net.in_size, "analytic kernels", name)
 
 
 def analytic_kernels(

@@ -81,6 +81,7 @@ from jaxtyping import Array, Float
 
 from .._activations import Erf, Linear, ReLU, get_activation
 from .._mlp import MLP
+from .._validate import check_inputs
 from ._pdlt_recursion import layer_recursion
 
 __all__ = [
@@ -150,16 +151,7 @@ def _check_net(net, who):
 
 
 def _check_x(net, x, who):
-    x = jnp.asarray(x)
-    if x.ndim == 1:
-        x = x[None]
-    if x.ndim != 2 or x.shape[1] != net.in_size:
-        raise ValueError(f"{who}: `x` must have shape (P, {net.in_size}) or ({net.in_size},), got {x.shape}.")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    if not isinstance(x, jax.core.Tracer) and not np.isfinite(np.asarray(x)).all():
-        raise ValueError(f"{who}: `x` contains NaN or inf.")
-    return x
+    return check_inputs(x, net.in_size, who, allow_vector=True)
 
 
 def criticality(net: MLP) -> tuple[bool, str]:
