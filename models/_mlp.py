@@ -12,9 +12,12 @@ import numpy as np
 from jaxtyping import Array, Float, PyTree
 
 from ._activations import AbstractActivation, Linear, get_activation
+from ._parameterization import Parameterization
 
+#: The parameterizations with a fixed infinite-width kernel (`models/_kernels.py`).
 PARAMETERIZATIONS = ("ntk", "standard")
-_LATER = ("mup", "mean_field")
+#: Names accepted by `MLP(parameterization=...)`; `"mean_field"` is `gamma0 = 1`.
+PARAMETERIZATION_NAMES = ("ntk", "standard", "mup", "mean_field")
 
 #: Parameters of an MLP: one `(w, b)` pair per layer, `b` is None without biases.
 Params = tuple[tuple[Array, Array | None], ...]
@@ -32,6 +35,13 @@ def _scale(name):
         return float(v)
 
     return convert
+
+
+def _parameterization(p):
+    """An exact ntk/standard table becomes its string (the kernels read the string)."""
+    if isinstance(p, Parameterization):
+        return p.legacy_name() or p
+    return p
 
 
 def _widths(ws):
@@ -54,13 +64,22 @@ class MLP(eqx.Module):
     Both give the same function distribution at init; they differ in how gradients
     (and the NTK) scale with width. The output is `readout * z^{L+1}`.
 
+    - `"mup"`, `"mean_field"` (with $\gamma_0 = 1$) or any `Parameterization` (an abc
+      table, see `models/_parameterization.py`): $z^l = \mu_l W^l h^{l-1}$ with
+      $W^l \sim \mathcal N(0, s_l^2)$, the multipliers $\mu_l$ and stds $s_l$ from
+      `Parameterization.forward_multipliers` / `init_stds`, and per-layer learning rates
+      `lr_multipliers()` used by `Trained`. These have no fixed infinite-width kernel
+      (the analytic kernels refuse them) and take no biases for now. A table equal to
+      `Parameterization.ntk` / `.standard` is stored as the string (same numbers).
+
     **Arguments:**
 
     - `in_size`, `widths` (tuple of hidden widths, may be empty), `out_size`.
     - `activation`: a name (`linear, relu, erf, tanh, gelu, softplus, sigmoid`; see
       `lm.ACTIVATIONS`) or an activation object (`lm.Activation(name, fn)` for any
       function: its kernels then come by quadrature).
-    - `parameterization`: `"ntk"` or `"standard"`.
+    - `parameterization`: `"ntk"`, `"standard"`, `"mup"`, `"mean_field"` or a
+      `Parameterization` with `depth = len(widths) + 1`.
     - `sigma_w`, `sigma_b`: weight and bias scales.
     - `bias`: whether layers have biases (default: `sigma_b != 0`).
     - `readout`: a multiplier on the output.
@@ -70,7 +89,9 @@ class MLP(eqx.Module):
     widths: tuple[int, ...] = eqx.field(static=True, converter=_widths)
     out_size: int = eqx.field(static=True, converter=_int_like)
     activation: str | AbstractActivation = eqx.field(static=True, default="relu")
-    parameterization: str = eqx.field(static=True, default="ntk")
+    parameterization: str | Parameterization = eqx.field(
+        static=True, default="ntk", converter=_parameterization
+    )
     sigma_w: float = eqx.field(static=True, default=1.0, converter=_scale("sigma_w"))
     sigma_b: float = eqx.field(static=True, default=0.0, converter=_scale("sigma_b"))
     bias: bool | None = eqx.field(static=True, default=None)
@@ -87,15 +108,19 @@ class MLP(eqx.Module):
             if not isinstance(w, int) or isinstance(w, bool) or w < 1:
                 raise ValueError(f"MLP: every width must be a positive int, got widths={self.widths!r}.")
         get_activation(self.activation)
-        if self.parameterization in _LATER:
-            raise ValueError(
-                f"MLP: parameterization {self.parameterization!r} is not implemented yet; "
-                f"use one of {PARAMETERIZATIONS}."
+        p = self.parameterization
+        if isinstance(p, Parameterization):
+            if p.depth != self.depth:
+                raise ValueError(
+                    f"MLP: the Parameterization table has {p.depth} layers but the network has "
+                    f"{self.depth} weight layers (len(widths) + 1); build it with depth={self.depth}."
+                )
+        elif not isinstance(p, str):
+            raise TypeError(
+                f"MLP: `parameterization` must be one of {PARAMETERIZATION_NAMES} or a Parameterization, got {p!r}."
             )
-        if self.parameterization not in PARAMETERIZATIONS:
-            raise ValueError(
-                f"MLP: unknown parameterization {self.parameterization!r}; choose one of {PARAMETERIZATIONS}."
-            )
+        elif p not in PARAMETERIZATION_NAMES:
+            raise ValueError(f"MLP: unknown parameterization {p!r}; choose one of {PARAMETERIZATION_NAMES}.")
         if not (math.isfinite(self.sigma_w) and self.sigma_w > 0):
             raise ValueError(f"MLP: `sigma_w` must be positive, got {self.sigma_w}.")
         if not (math.isfinite(self.sigma_b) and self.sigma_b >= 0):
@@ -108,6 +133,35 @@ class MLP(eqx.Module):
             )
         if self.bias is False and self.sigma_b != 0:
             raise ValueError("MLP: `bias=False` with `sigma_b != 0` is contradictory; drop one of them.")
+        if not self._legacy and self.has_bias:
+            raise ValueError(
+                f"MLP: parameterization {self.abc.name!r} takes no biases yet; use sigma_b=0 (bias=False) "
+                "or parameterization='ntk'/'standard'."
+            )
+
+    @property
+    def _legacy(self) -> bool:
+        return isinstance(self.parameterization, str) and self.parameterization in PARAMETERIZATIONS
+
+    @property
+    def abc(self) -> Parameterization:
+        """The parameterization as an abc table (`Parameterization`)."""
+        p = self.parameterization
+        if isinstance(p, Parameterization):
+            return p
+        return {
+            "ntk": Parameterization.ntk,
+            "standard": Parameterization.standard,
+            "mup": Parameterization.mup,
+            "mean_field": Parameterization.mean_field,
+        }[p](self.depth)
+
+    def lr_multipliers(self) -> tuple[float, ...]:
+        """Each weight layer's learning rate as a multiple of the global one (all 1 for
+        `"ntk"` / `"standard"`)."""
+        if self._legacy:
+            return (1.0,) * self.depth
+        return self.abc.lr_multipliers(self.sizes)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -130,6 +184,12 @@ class MLP(eqx.Module):
     def init(self, key: Any) -> Params:
         """Draw parameters (see the class docstring for the distributions)."""
         keys = jax.random.split(key, 2 * self.depth)
+        if not self._legacy:
+            stds = self.abc.init_stds(self.sizes, self.sigma_w)
+            return tuple(
+                (std * jax.random.normal(keys[2 * l], (n_out, n_in)), None)
+                for l, (std, n_in, n_out) in enumerate(zip(stds, self.sizes[:-1], self.sizes[1:]))
+            )
         params = []
         for l, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
             w = jax.random.normal(keys[2 * l], (n_out, n_in))
@@ -139,6 +199,11 @@ class MLP(eqx.Module):
                 b = None if b is None else b * self.sigma_b
             params.append((w, b))
         return tuple(params)
+
+    def _layer_multipliers(self) -> tuple[tuple[float, float], ...]:
+        if self._legacy:
+            return tuple(self._multipliers(n_in) for n_in in self.sizes[:-1])
+        return tuple((m, 1.0) for m in self.abc.forward_multipliers(self.sizes, self.sigma_w))
 
     def _multipliers(self, n_in: int) -> tuple[float, float]:
         if self.parameterization == "ntk":
@@ -153,8 +218,10 @@ class MLP(eqx.Module):
             )
         phi = get_activation(self.activation)
         h = x
-        for l, (w, b) in enumerate(params):
-            mw, mb = self._multipliers(w.shape[1])
+        mults = self._layer_multipliers()
+        if len(params) != len(mults):
+            raise ValueError(f"MLP.apply: `params` has {len(params)} layers, the network has {len(mults)}.")
+        for l, ((w, b), (mw, mb)) in enumerate(zip(params, mults)):
             z = mw * (h @ w.T)
             if b is not None:
                 z = z + mb * b
@@ -163,7 +230,7 @@ class MLP(eqx.Module):
 
     def effective_weights(self, params: Params) -> list[Float[Array, "o i"]]:
         """The layer matrices as they act on the data (multipliers included)."""
-        return [self._multipliers(w.shape[1])[0] * w for w, _ in params]
+        return [m * w for (w, _), (m, _) in zip(params, self._layer_multipliers())]
 
     def end_to_end(self, params: Params) -> Float[Array, "k d"]:
         r"""$W = r\, W_{L+1} \cdots W_1$ for a linear network without biases."""

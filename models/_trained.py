@@ -27,9 +27,15 @@ def _no_observables(params: PyTree) -> dict[str, Array]:
 class Trained(AbstractLossDynamics):
     r"""The network itself, trained by gradient descent on `data`.
 
-    State: the parameters $\theta$. Vector field: $-\nabla_\theta L(\theta)$, so
+    State: the parameters $\theta$. Vector field: $-\Lambda \nabla_\theta L(\theta)$, so
     `GradientDescent()` runs exactly the training step
-    $\theta \leftarrow \theta - \eta \nabla L$ and `GradientFlow()` its flow.
+    $\theta \leftarrow \theta - \eta \Lambda \nabla L$ and `GradientFlow()` its flow.
+    $\Lambda$ is diagonal: for an `MLP` spec it holds each layer's learning-rate multiplier
+    $\lambda\, (n^{(l)})^{-c_l}$ from its parameterization (`MLP.lr_multipliers()`), so
+    layer $l$ steps $w^l \leftarrow w^l - \eta\,\lambda\,(n^{(l)})^{-c_l} \nabla_{w^l} L$;
+    for `"ntk"`, `"standard"` and bring-your-own models $\Lambda = I$ (plain $-\nabla L$).
+    With $\Lambda \ne I$ the field is a preconditioned gradient: theories that assume
+    $F = -\nabla L$ (sharpness, central flows) do not describe it.
 
     Observables: `"loss"` (training loss), `"f_train"` `(P, k)`, `"f_test"` `(Q, k)`,
     plus the network's own (`MLP.observables`: for a linear network without biases
@@ -52,6 +58,7 @@ class Trained(AbstractLossDynamics):
     params0: PyTree
     loss_fn: AbstractLoss
     extra: Callable
+    lr_multipliers: tuple[float, ...] | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -72,6 +79,7 @@ class Trained(AbstractLossDynamics):
         if observables is not None and not callable(observables):
             raise TypeError("Trained: `observables` must be a function params -> dict.")
         extra = _no_observables
+        lr_multipliers = None
         if isinstance(network, MLP):
             _check_sizes(network, data)
             if params is None:
@@ -81,6 +89,8 @@ class Trained(AbstractLossDynamics):
             else:
                 _check_like(params, jax.eval_shape(network.init, jax.random.key(0)))
             extra = network.observables
+            if any(m != 1.0 for m in network.lr_multipliers()):
+                lr_multipliers = network.lr_multipliers()
         elif params is None:
             raise ValueError(
                 "Trained: pass `params=` for a bring-your-own apply function (only an MLP spec can draw its own parameters)."
@@ -91,6 +101,7 @@ class Trained(AbstractLossDynamics):
         self.params0 = params
         self.loss_fn = loss_fn
         self.extra = extra if observables is None else _Both(extra, observables)
+        self.lr_multipliers = lr_multipliers
 
     def apply(self, params: PyTree, x: Array) -> Array:
         return self.apply_fn(params, x)
@@ -102,7 +113,12 @@ class Trained(AbstractLossDynamics):
         return self.loss_fn(self.apply(params, self.data.x_train), self.data.y_train)
 
     def vector_field(self, t, params: PyTree, args: Any) -> PyTree:
-        return jax.tree.map(jnp.negative, jax.grad(self.loss)(params))
+        grad = jax.grad(self.loss)(params)
+        if self.lr_multipliers is None:
+            return jax.tree.map(jnp.negative, grad)
+        return tuple(
+            jax.tree.map(lambda g, m=m: -m * g, layer) for layer, m in zip(grad, self.lr_multipliers)
+        )
 
     def observe(self, params: PyTree) -> dict[str, Array]:
         f_train = self.apply(params, self.data.x_train)
