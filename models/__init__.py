@@ -20,6 +20,7 @@ from ._linear_init import decoupled_init, effective_initial_strengths, factor_ch
 from ._linearized import Linearized
 from ._losses import LOSSES, MSE, AbstractLoss, CrossEntropy, cross_entropy, get_loss, mse
 from ._mlp import MLP, count_params
+from ._parameterization import Parameterization
 from ._trained import Trained
 from .finite_width import (
     CorrectedKernel,
@@ -41,6 +42,7 @@ from .finite_width import (
 )
 
 __all__ = [
+    "Parameterization",
     "TwoLayerLinearDMFT",
     "whiten",
     "finite_width",

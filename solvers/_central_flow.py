@@ -332,6 +332,11 @@ class CentralFlow(AbstractMethod):
             "CentralFlow",
             "the central flow needs the loss's Hessian (use a dynamics with a loss, such as Trained).",
         )
+        if getattr(dynamics, "lr_multipliers", None) is not None:
+            raise TypeError(
+                "CentralFlow: this dynamics trains its layers at different learning rates (a "
+                "preconditioned gradient); the central flow models plain gradient descent θ ← θ - η∇L."
+            )
         if isinstance(dynamics, AbstractMapDynamics):
             raise TypeError(
                 f"CentralFlow: {type(dynamics).__name__} has its own gradient-descent map; "

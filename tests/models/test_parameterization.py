@@ -169,3 +169,14 @@ def test_bad_input():
         lm.MLP(D, (8,), 1, parameterization=3)
     with pytest.raises(ValueError, match="parameterization"):
         lm.MLP(D, (8,), 1, parameterization="mu_p")
+
+
+def test_central_flow_refuses_per_layer_learning_rates():
+    import lmech.solvers as ls
+
+    net = lm.MLP(8, (16,), 1, activation="tanh", parameterization="mean_field", bias=False)
+    x = np.random.default_rng(0).standard_normal((8, 8))
+    real = lm.Trained(net, lm.Dataset(x, x[:, :1], x[:2], x[:2, :1]), key=jax.random.key(0))
+    assert lm.Parameterization is not None and real.lr_multipliers is not None
+    with pytest.raises(TypeError, match="different learning rates"):
+        ls.solve(real, ls.CentralFlow(), lr=0.1, steps=2)
