@@ -1,6 +1,6 @@
 """lmech.models — what is integrated: networks, real training, and theories of it."""
 
-from . import finite_width
+from . import finite_width, mean_field
 from ._activations import (
     ACTIVATIONS,
     AbstractActivation,
@@ -11,7 +11,6 @@ from ._activations import (
 )
 from ._data import Dataset
 from ._deep_linear import SaxeModes, target_modes
-from ._dmft_two_layer import TwoLayerLinearDMFT, whiten
 from ._empirical_ntk import empirical_ntk, ntk_vector_product
 from ._end_to_end import EndToEnd, balancedness, balancedness_drift
 from ._ensemble import infinite_ensemble
@@ -40,10 +39,15 @@ from .finite_width import (
     kernel_correction,
     pair_statistics,
 )
+from .mean_field import TwoLayerDMFT, TwoLayerLinearDMFT, WidthFluctuations, whiten, width_fluctuations
 
 __all__ = [
     "Parameterization",
+    "TwoLayerDMFT",
     "TwoLayerLinearDMFT",
+    "mean_field",
+    "WidthFluctuations",
+    "width_fluctuations",
     "whiten",
     "finite_width",
     "kernel_correction",

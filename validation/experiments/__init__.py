@@ -3,9 +3,17 @@
 `figures(results)`, `summary(results)` and `headline(metrics)`; `run_experiment` assembles
 them into a `Report` (see `_runner.py`)."""
 
-from . import deep_linear, discrete_gd, finite_width, kernel
+from . import coordinate_check, deep_linear, discrete_gd, finite_width, kernel
 from ._runner import run_experiment
 
-EXPERIMENTS = {m.NAME: m for m in (deep_linear, kernel, discrete_gd, finite_width)}
+EXPERIMENTS = {m.NAME: m for m in (deep_linear, kernel, discrete_gd, finite_width, coordinate_check)}
 
-__all__ = ["EXPERIMENTS", "deep_linear", "discrete_gd", "finite_width", "kernel", "run_experiment"]
+__all__ = [
+    "EXPERIMENTS",
+    "coordinate_check",
+    "deep_linear",
+    "discrete_gd",
+    "finite_width",
+    "kernel",
+    "run_experiment",
+]

@@ -41,7 +41,7 @@ from jaxtyping import Array, ArrayLike, Float, Scalar
 
 from lmech.solvers import AbstractLossDynamics
 
-from ._data import Dataset
+from .._data import Dataset
 
 __all__ = ["TwoLayerLinearDMFT", "whiten"]
 

@@ -1,0 +1,148 @@
+r"""Finite-width fluctuations around the mean-field (DMFT) limit, to leading order in $1/N$
+(THEORY.md §4; the two-layer case of Bordelon & Pehlevan 2023).
+
+A width-$N$ two-layer network *is* its single-site dynamics with the empirical measure
+$\hat\mu_N = \frac1N\sum_i \delta_{(a_i, w_i)}$ of its $N$ neurons in place of the
+single-site law $\mu$: its outputs are a functional $F[\hat\mu_N](t)$ and the DMFT prediction
+is $F[\mu](t)$. To first order $F[\hat\mu_N] - F[\mu] = \frac1N\sum_i \psi(s_i) + O(1/N)$ with
+$\psi = \delta F/\delta\mu$ centred, so over initializations
+
+$$\operatorname{Cov}\big[f_N(x, t), f_N(x', t)\big] = \frac1N\,
+  \operatorname{Cov}_{s\sim\mu}\big[\psi_{x,t}(s), \psi_{x',t}(s)\big] + O(N^{-2}).$$
+
+- **Two-layer linear** (`TwoLayerLinearDMFT`): $F$ depends on $\hat\mu_N$ only through the
+  order parameters $(v, C_w, c_a)$ at $t = 0$, whose fluctuations are Gaussian to leading
+  order with $\operatorname{Cov}(v) = I/(\gamma_0^2 N)$,
+  $\operatorname{Cov}(C_{ij}, C_{kl}) = (\delta_{ik}\delta_{jl} + \delta_{il}\delta_{jk})/N$,
+  $\operatorname{Var}(c_a) = 2/N$ and no cross-covariances (odd moments of $a$ vanish). The
+  prediction is $J\,\Sigma_0 J^\top$ with $J$ the Jacobian of the solve with respect to the
+  start (forward mode through the solve).
+- **Two-layer nonlinear** (`TwoLayerDMFT`): $\psi$ is the derivative of the weighted site
+  population with respect to each site's weight, $\psi(s_m) = \partial F/\partial w_m - \frac1M\sum_k \partial F/\partial w_k$ (weight $\epsilon$ moved from $\mu$ onto site $m$) —
+  which includes the initial output $f_0 = \frac1{\gamma_0}\sum_m w_m a_m\phi(h_m)$ and the
+  initial kernel's own fluctuation — by reverse mode through the solve; its covariance over
+  the $M$ sites estimates $\operatorname{Cov}_\mu\psi$.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._two_layer import TwoLayerDMFT
+from ._two_layer_linear import TwoLayerLinearDMFT
+
+__all__ = ["WidthFluctuations", "width_fluctuations"]
+
+
+class WidthFluctuations(eqx.Module):
+    r"""The leading-order covariance of a width-$N$ network's outputs over initializations.
+
+    - `times`: the saved times `(T,)`.
+    - `f_test`: the DMFT (mean-field) test outputs `(T, Q)`.
+    - `cov_test`: their covariance at width `width`, `(T, Q, Q)`.
+    - `width`: $N$.
+
+    `var_test` is the diagonal; `cov_test * width` is width-independent, and `at(width)`
+    rescales to another width.
+    """
+
+    times: Float[Array, " T"]
+    f_test: Float[Array, "T Q"]
+    cov_test: Float[Array, "T Q Q"]
+    width: int = eqx.field(static=True)
+
+    def at(self, width: int) -> WidthFluctuations:
+        """The same prediction at another width ($\\propto 1/N$)."""
+        width = _check_width(width)
+        return WidthFluctuations(self.times, self.f_test, self.cov_test * self.width / width, width)
+
+    @property
+    def var_test(self) -> Float[Array, "T Q"]:
+        return jnp.diagonal(self.cov_test, axis1=1, axis2=2)
+
+
+def _check_width(width) -> int:
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+        raise ValueError(f"width_fluctuations: `width` must be an int >= 1, got {width!r}.")
+    return int(width)
+
+
+def width_fluctuations(dmft, width: int, method, **solve_kwargs) -> WidthFluctuations:
+    r"""The $O(1/N)$ covariance of the test outputs of width-`width` networks around the DMFT
+    solution (see the module docs), at the times `solve(dmft, method, **solve_kwargs)` saves.
+
+    `dmft`: a `TwoLayerLinearDMFT` (exact Jacobian with respect to the order parameters) or
+    a `TwoLayerDMFT` with $\gamma_0 > 0$ (site-weight derivatives; cost about $Q\,T$
+    reverse passes through the solve, so keep `samples` moderate — a few thousand sites
+    estimate the covariance to a few per cent). `solve_kwargs` must not set `state0`.
+    """
+    from lmech.solvers import solve
+
+    width = _check_width(width)
+    if "state0" in solve_kwargs:
+        raise ValueError("width_fluctuations: the start is the DMFT's own; do not pass `state0`.")
+    if isinstance(dmft, TwoLayerLinearDMFT):
+        return _linear(dmft, width, method, solve, solve_kwargs)
+    if isinstance(dmft, TwoLayerDMFT):
+        return _nonlinear(dmft, width, method, solve, solve_kwargs)
+    raise TypeError(
+        f"width_fluctuations: needs a TwoLayerLinearDMFT or TwoLayerDMFT, got {type(dmft).__name__}."
+    )
+
+
+def _outputs(traj):
+    return traj["f_test"][..., 0]
+
+
+def _linear(dmft: TwoLayerLinearDMFT, N: int, method, solve, kw) -> WidthFluctuations:
+    if not isinstance(dmft.gamma0, jax.core.Tracer) and float(dmft.gamma0) <= 0:
+        raise ValueError(
+            "width_fluctuations: gamma0 must be > 0 (a mean-field network's initial output has "
+            "variance 1/(gamma0^2 N))."
+        )
+    s0 = dmft.init()
+    traj = solve(dmft, method, state0=s0, **kw)
+    if hasattr(method, "adjoint"):  # a few dozen inputs: forward mode through the ODE solve
+        import diffrax
+
+        fwd = eqx.tree_at(lambda m: m.adjoint, method, diffrax.ForwardMode())
+        jac = jax.jacfwd(lambda s: _outputs(solve(dmft, fwd, state0=s, **kw)))(s0)
+    else:
+        jac = jax.jacrev(lambda s: _outputs(solve(dmft, method, state0=s, **kw)))(
+            s0
+        )  # {"v": (T, Q, D), "C_w": (T, Q, D, D), "c_a": (T, Q)}
+    jv, jc, ja = jac["v"], jac["C_w"], jac["c_a"]
+    cov = jnp.einsum("tpi,tqi->tpq", jv, jv) / dmft.gamma0**2
+    cov = cov + jnp.einsum("tpij,tqij->tpq", jc, jc + jnp.swapaxes(jc, -1, -2))
+    cov = (cov + 2 * ja[:, :, None] * ja[:, None, :]) / N
+    return _assemble(traj, cov, N)
+
+
+def _nonlinear(dmft: TwoLayerDMFT, N: int, method, solve, kw) -> WidthFluctuations:
+    if not isinstance(dmft.gamma0, jax.core.Tracer) and float(dmft.gamma0) <= 0:
+        raise ValueError(
+            "width_fluctuations: gamma0 must be > 0 (a mean-field network's initial output has "
+            "variance 1/(gamma0^2 N))."
+        )
+    uniform = dmft.weights
+    out0 = dmft.a0[:, None] * dmft.activation(dmft.h0) / dmft.gamma0  # (M, P+Q): a φ(h) / γ₀
+
+    def run(weights):
+        d = eqx.tree_at(lambda m: m.weights, dmft, weights)
+        s0 = d.init()
+        s0 = {**s0, "f": (weights - uniform) @ out0}
+        return _outputs(solve(d, method, state0=s0, **kw))
+
+    traj = solve(dmft, method, **kw)
+    jac = jax.jacrev(run)(uniform)  # (T, Q, M)
+    psi = jac - jnp.mean(jac, axis=-1, keepdims=True)  # moving weight ε from μ to one site
+    cov = jnp.einsum("tpm,tqm->tpq", psi, psi) / (dmft.samples - 1) / N
+    return _assemble(traj, cov, N)
+
+
+def _assemble(traj, cov, N) -> WidthFluctuations:
+    return WidthFluctuations(times=traj.times, f_test=traj["f_test"][..., 0], cov_test=cov, width=N)
