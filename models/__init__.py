@@ -39,7 +39,15 @@ from .finite_width import (
     kernel_correction,
     pair_statistics,
 )
-from .mean_field import TwoLayerDMFT, TwoLayerLinearDMFT, WidthFluctuations, whiten, width_fluctuations
+from .mean_field import (
+    Perturbative,
+    TwoLayerDMFT,
+    TwoLayerLinearDMFT,
+    WidthFluctuations,
+    perturbative,
+    whiten,
+    width_fluctuations,
+)
 
 __all__ = [
     "Parameterization",
@@ -47,6 +55,8 @@ __all__ = [
     "TwoLayerLinearDMFT",
     "mean_field",
     "WidthFluctuations",
+    "Perturbative",
+    "perturbative",
     "width_fluctuations",
     "whiten",
     "finite_width",

@@ -1,9 +1,10 @@
 """The notebooks: paired (.py and .ipynb), and executed top to bottom at small sizes with their
 measured numbers checked. Each notebook prints its numbers as one JSON line in its last cell.
 
-`kernel_regime` and `finite_width` run in the default suite (~15 s and ~25 s); `discrete_gd` (~2 min: modified-flow
-orders, a central flow and its η-derivative) runs with `-m slow` — its central-flow claim is
-checked by default in tests/validation/test_central_vs_gd.py."""
+`kernel_regime` runs in the default suite (~15 s); `finite_width` (~40 s), `feature_learning`
+(~1 min) and `discrete_gd` (~2 min: modified-flow orders, a central flow and its η-derivative)
+run with `-m slow` — their claims are checked by default in tests/validation/ and
+tests/models/ (test_finite_width, test_dmft_two_layer, test_central_vs_gd)."""
 
 import json
 import pathlib
@@ -57,6 +58,7 @@ def test_kernel_regime_notebook(tmp_path, monkeypatch):
     assert rel(d["gradient"], d["finite_differences"]) < 1e-7
 
 
+@pytest.mark.slow  # 37 s; tests/validation/test_finite_width.py checks the same claims by default
 def test_finite_width_notebook(tmp_path, monkeypatch):
     r = execute("finite_width", tmp_path, monkeypatch)
     # measured at SIZE = 32: tanh/relu at L/n <= 0.1 within 2 s.e.; slopes -1.21 / -2.58 / -2.64
@@ -81,3 +83,14 @@ def test_discrete_gd_notebook(tmp_path, monkeypatch):
     assert cf["distance"] < gf["distance"] / 2
     d = r["dloss_dlr"]
     assert rel(d["gradient"], d["finite_differences"]) < 1e-5
+
+
+@pytest.mark.slow  # ~1 min; tests/models/test_dmft_two_layer.py checks the same claims by default
+def test_feature_learning_notebook(tmp_path, monkeypatch):
+    r = execute("feature_learning", tmp_path, monkeypatch)
+    assert r["single_network_slope"] < -0.3  # theory: -1/2
+    assert r["gamma0_zero_vs_kernel"] < 1e-6
+    assert 1.8 < r["ntk_change_slope"] < 2.2  # theory: 2
+    d = r["dloss_dgamma0"]
+    assert rel(d["gradient"], d["finite_differences"]) < 1e-6
+    assert max(abs(x - 1) for x in r["variance_ratio"]) < 0.25

@@ -5,12 +5,23 @@ its dynamical mean-field theory (DMFT, THEORY.md §4), with the finite-width flu
   parameters, exact at every width from a realization's own start.
 - `TwoLayerDMFT`: two-layer nonlinear network — a Monte-Carlo population of single-site
   processes with the exact initial kernels as control variate (exactly the kernel regime at γ₀ = 0).
+- `perturbative`: the O(γ₀²) theory — the kernel regime plus the exact γ₀-curvature of any of
+  them at γ₀ = 0.
 - `width_fluctuations`: the O(1/N) covariance of a width-N network's outputs around either
   DMFT (linear response to the empirical measure of its neurons).
 """
 
 from ._fluctuations import WidthFluctuations, width_fluctuations
+from ._perturbative import Perturbative, perturbative
 from ._two_layer import TwoLayerDMFT
 from ._two_layer_linear import TwoLayerLinearDMFT, whiten
 
-__all__ = ["TwoLayerDMFT", "TwoLayerLinearDMFT", "WidthFluctuations", "whiten", "width_fluctuations"]
+__all__ = [
+    "Perturbative",
+    "TwoLayerDMFT",
+    "TwoLayerLinearDMFT",
+    "WidthFluctuations",
+    "perturbative",
+    "whiten",
+    "width_fluctuations",
+]

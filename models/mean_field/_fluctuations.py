@@ -85,13 +85,18 @@ def width_fluctuations(dmft, width: int, method, **solve_kwargs) -> WidthFluctua
     width = _check_width(width)
     if "state0" in solve_kwargs:
         raise ValueError("width_fluctuations: the start is the DMFT's own; do not pass `state0`.")
+    if not isinstance(dmft, (TwoLayerLinearDMFT, TwoLayerDMFT)):
+        raise TypeError(
+            f"width_fluctuations: needs a TwoLayerLinearDMFT or TwoLayerDMFT, got {type(dmft).__name__}."
+        )
+    if not isinstance(dmft.gamma0, jax.core.Tracer) and float(dmft.gamma0) <= 0:
+        raise ValueError(
+            "width_fluctuations: gamma0 must be > 0 (a mean-field network's initial output has "
+            "variance 1/(gamma0^2 N))."
+        )
     if isinstance(dmft, TwoLayerLinearDMFT):
         return _linear(dmft, width, method, solve, solve_kwargs)
-    if isinstance(dmft, TwoLayerDMFT):
-        return _nonlinear(dmft, width, method, solve, solve_kwargs)
-    raise TypeError(
-        f"width_fluctuations: needs a TwoLayerLinearDMFT or TwoLayerDMFT, got {type(dmft).__name__}."
-    )
+    return _nonlinear(dmft, width, method, solve, solve_kwargs)
 
 
 def _outputs(traj):
@@ -99,11 +104,6 @@ def _outputs(traj):
 
 
 def _linear(dmft: TwoLayerLinearDMFT, N: int, method, solve, kw) -> WidthFluctuations:
-    if not isinstance(dmft.gamma0, jax.core.Tracer) and float(dmft.gamma0) <= 0:
-        raise ValueError(
-            "width_fluctuations: gamma0 must be > 0 (a mean-field network's initial output has "
-            "variance 1/(gamma0^2 N))."
-        )
     s0 = dmft.init()
     traj = solve(dmft, method, state0=s0, **kw)
     if hasattr(method, "adjoint"):  # a few dozen inputs: forward mode through the ODE solve
@@ -123,11 +123,6 @@ def _linear(dmft: TwoLayerLinearDMFT, N: int, method, solve, kw) -> WidthFluctua
 
 
 def _nonlinear(dmft: TwoLayerDMFT, N: int, method, solve, kw) -> WidthFluctuations:
-    if not isinstance(dmft.gamma0, jax.core.Tracer) and float(dmft.gamma0) <= 0:
-        raise ValueError(
-            "width_fluctuations: gamma0 must be > 0 (a mean-field network's initial output has "
-            "variance 1/(gamma0^2 N))."
-        )
     uniform = dmft.weights
     out0 = dmft.a0[:, None] * dmft.activation(dmft.h0) / dmft.gamma0  # (M, P+Q): a φ(h) / γ₀
 

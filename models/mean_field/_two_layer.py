@@ -49,15 +49,9 @@ from lmech.solvers import AbstractLossDynamics
 
 from .._activations import AbstractActivation, get_activation
 from .._data import Dataset
+from ._checks import check_gamma0
 
 __all__ = ["TwoLayerDMFT"]
-
-
-def _check_gamma0(gamma0, who: str):
-    if not isinstance(gamma0, jax.core.Tracer):
-        g = np.asarray(gamma0, float)
-        if g.shape != () or not np.isfinite(g) or g < 0:
-            raise ValueError(f"{who}: `gamma0` must be a finite number >= 0, got {gamma0!r}.")
 
 
 class TwoLayerDMFT(AbstractLossDynamics):
@@ -110,7 +104,7 @@ class TwoLayerDMFT(AbstractLossDynamics):
             raise TypeError(f"TwoLayerDMFT: `data` must be an lmech Dataset, got {type(data).__name__}.")
         if data.y_train.shape[1] != 1:
             raise ValueError(f"TwoLayerDMFT: one output only, got targets of shape {data.y_train.shape}.")
-        _check_gamma0(gamma0, "TwoLayerDMFT")
+        check_gamma0(gamma0, "TwoLayerDMFT")
         if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 2:
             raise ValueError(f"TwoLayerDMFT: `samples` must be an int >= 2, got {samples!r}.")
         act = get_activation(activation)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Scalar
@@ -42,6 +41,7 @@ from jaxtyping import Array, ArrayLike, Float, Scalar
 from lmech.solvers import AbstractLossDynamics
 
 from .._data import Dataset
+from ._checks import check_gamma0
 
 __all__ = ["TwoLayerLinearDMFT", "whiten"]
 
@@ -90,12 +90,7 @@ class TwoLayerLinearDMFT(AbstractLossDynamics):
                 f"max |X^T X/P - I| = {np.max(np.abs(gram - np.eye(D))):.2g}. Use "
                 "lmech.models.whiten(x_train) (the same span with X^T X / P = I)."
             )
-        if not isinstance(gamma0, jax.core.Tracer):
-            g = np.asarray(gamma0, float)
-            if g.shape != () or not np.isfinite(g) or g < 0:
-                raise ValueError(
-                    f"TwoLayerLinearDMFT: `gamma0` must be a finite number >= 0, got {gamma0!r}."
-                )
+        check_gamma0(gamma0, "TwoLayerLinearDMFT")
         beta = np.sqrt(D) * x.T @ y[:, 0] / P
         resid = y[:, 0] - x @ beta / np.sqrt(D)
         self.x_train, self.x_test = jnp.asarray(x), jnp.asarray(data.x_test)

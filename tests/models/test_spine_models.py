@@ -127,7 +127,7 @@ def test_closed_form_equals_mode_ode(data):
     assert np.max(np.abs(u_cf - u_ode) / np.abs(u_cf)) < 1e-8
 
 
-@pytest.mark.parametrize("depth", [2, 3, 4])
+@pytest.mark.parametrize("depth", [2, 3, pytest.param(4, marks=pytest.mark.slow)])
 def test_mode_ode_equals_full_parameter_flow(data, depth):
     modes = lm.SaxeModes.from_dataset(data, depth, u0=0.05)
     net = _linear_net(6, 5, depth)
@@ -183,7 +183,7 @@ def test_balancedness_drift_under_gd_and_conservation_under_flow(data):
         assert float(jnp.max(jnp.abs(e - b))) < 1e-9 * float(jnp.max(jnp.abs(b)))
 
 
-@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("depth", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_end_to_end_flow_matches_balanced_network(depth):
     data = datasets.linear_teacher([2.0, 1.0, 0.5], 4, 3, 20, 5, key=jax.random.key(1))
     W0 = 0.3 * jax.random.normal(jax.random.key(2), (3, 4))

@@ -47,7 +47,9 @@ def test_dense_o3_is_the_hessian_formula():
     np.testing.assert_allclose(o3, want, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("frozen", [pytest.param(3, marks=pytest.mark.slow), 4])
+@pytest.mark.parametrize(
+    "frozen", [pytest.param(3, marks=pytest.mark.slow), pytest.param(4, marks=pytest.mark.slow)]
+)
 def test_matrix_free_equals_dense(frozen):
     """The (f, R, W) matrix-free hierarchy and the literal (f, Θ, O3) system with dense O3,
     O4 integrate to the same outputs and kernel (measured ~1e-13)."""

@@ -90,6 +90,7 @@ def test_active_vector_field_relaxes_the_sharpness_at_rate_kappa(real):
     assert float(jnp.max(jnp.abs(W["basis"]))) < 1e-4 * kappa
 
 
+@pytest.mark.slow  # 24 s; the warm field equals the cold one at a state in the test above
 def test_warm_and_cold_central_flows_agree(real):
     kw = dict(lr=LR, steps=40, save_every=10)
     warm = ls.solve(real, ls.CentralFlow(k=2), **kw)
