@@ -70,7 +70,7 @@ _DEPTH_BUCKET = 16
 def _coefficients(net: MLP, dtype) -> _Coefficients:
     sw2 = net.sigma_w**2
     sb2 = net.sigma_b**2 if net.has_bias else 0.0
-    if net.parameterization == "ntk":
+    if _kernel_limit(net) == "ntk":
         first, bias, layers = sw2 / net.in_size, sb2, [sw2] * len(net.widths)
     else:
         first, bias, layers = 1.0, (1.0 if net.has_bias else 0.0), list(net.widths)
@@ -225,14 +225,27 @@ def symmetric_kernels(
     return _symmetric_jit(act, nodes, b, chunk, tuple(outputs), coefs, x, xq)
 
 
+def _kernel_limit(net: MLP) -> str:
+    """`"ntk"` or `"standard"`: the string network whose kernels `net` has — itself, or the one
+    whose abc symmetry orbit its table lies on (the same function trajectory under GD with the
+    table's learning rates, so the same kernels); feature-learning tables raise."""
+    if net.parameterization in ("ntk", "standard"):
+        return net.parameterization
+    limit = net.abc.kernel_limit()
+    if limit is None:
+        name = getattr(net.parameterization, "name", net.parameterization)
+        raise ValueError(
+            f"parameterization {name!r} has no fixed infinite-width kernel: features move at infinite "
+            "width (feature-learning table); use the mean-field theory, lmech.models.mean_field "
+            "(TwoLayerDMFT, TwoLayerLinearDMFT), whose gamma0 -> 0 limit is the 'ntk' network's kernel regime."
+        )
+    return limit
+
+
 def _check(net: MLP, x, name):
     if not isinstance(net, MLP):
         raise TypeError(f"analytic kernels need an lmech MLP spec, got {type(net).__name__}.")
-    if net.parameterization not in ("ntk", "standard"):
-        raise ValueError(
-            f"parameterization {net.parameterization!r} has no fixed infinite-width kernel: "
-            "features move at infinite width; use the feature-learning (muP / mean-field) theory."
-        )
+    _kernel_limit(net)
     return check_inputs(x, net.in_size, "analytic kernels", name)
 
 

@@ -47,3 +47,15 @@ def test_finite_width_example(capsys):
     lin, o4, cubic = (float(v) for v in capsys.readouterr().out.split()[-3:])
     assert o4 < lin / 3 and cubic < lin / 3  # both corrections beat the linearized model
     np.testing.assert_allclose([lin, o4, cubic], [0.022, 0.0039, 0.0010], rtol=0.05)  # the printed numbers
+
+
+def test_feature_learning_example(capsys):
+    ns: dict = {}
+    setup = "import jax\nimport numpy as np\nimport lmech.models as lm\nimport lmech.solvers as ls\n"
+    exec(compile(setup + _block("### Feature learning"), "README feature-learning example", "exec"), ns)
+    out = [float(v) for v in capsys.readouterr().out.split()]
+    (w1, e1), (w2, e2) = (out[0], out[1]), (out[2], out[3])
+    assert (w1, w2) == (512, 4096) and e2 < e1  # closer to the DMFT with width
+    np.testing.assert_allclose([e1, e2, out[4]], [0.033, 0.012, 1.14], rtol=0.05)  # the printed numbers
+    assert out[5] < 1e-8  # γ₀ = 0 is the kernel regime
+    assert out[6] < out[7] / 3  # feature learning lowers the loss

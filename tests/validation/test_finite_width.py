@@ -17,6 +17,8 @@ TINY = finite_width.Config(
     widths=(128, 512),
     fluctuations=(("tanh", 32, (2, 3)),),
     fluctuation_seeds=800,
+    deep=(),
+    ensemble_widths=(),
 )
 
 

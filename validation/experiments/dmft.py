@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import jax
 import numpy as np
+from matplotlib.ticker import NullFormatter
 from tqdm.auto import tqdm
 
 import lmech.models as lm
@@ -285,7 +286,7 @@ def figures(results: dict) -> dict:
     `loss_curves` (DMFT vs the width-averaged real loss, largest width), `ntk_change`
     (DMFT vs γ₀ with the real networks' values) and `variance` (predicted vs measured)."""
     m, c = results["metrics"], results["curves"]
-    models = [k for k in m if k != "setup"]
+    models = _models(m)
     fig_err, axes = plot.panels(len(models), width=5.4, height=4.4)
     fig_loss, axes_l = plot.panels(len(models), width=5.4, height=4.4)
     fig_ntk, axes_n = plot.panels(len(models), width=5.4, height=4.4)
@@ -299,6 +300,7 @@ def figures(results: dict) -> dict:
             series[f"single, γ₀={g}"] = (widths, c[f"{model}.{g}.single"])
             series[f"mean, γ₀={g}"] = (widths, c[f"{model}.{g}.mean"])
         plot.loglog_fits(series, ax=ax, xlabel="width N", ylabel="max_t |f_N − f_DMFT| / max|y|")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{model}: real muP networks vs DMFT")
         t = c[f"{model}.times"]
         for g in gammas:
@@ -339,6 +341,11 @@ def figures(results: dict) -> dict:
     return {"error_vs_width": fig_err, "loss_curves": fig_loss, "ntk_change": fig_ntk, "variance": fig_var}
 
 
+def _models(metrics: dict) -> list[str]:
+    """The models measured (the metrics also hold `setup` and the runner's wall time)."""
+    return [k for k, v in metrics.items() if isinstance(v, dict) and "kernel_limit" in v]
+
+
 def _f(x) -> str:
     return "—" if x is None else f"{x:.2g}"
 
@@ -351,7 +358,7 @@ def summary(results: dict) -> str:
         f"{s['n_test']} test), gradient flow to t = {s['time']}; {s['seeds']} seeds per width; tanh DMFT with "
         f"{s['samples']} Monte-Carlo sites. Errors are max over time and test points of |f_N − f_DMFT| / max|y|."
     ]
-    for model in (k for k in m if k != "setup"):
+    for model in _models(m):
         r = m[model]
         for g, row in r["widths"]["by_gamma0"].items():
             lines.append(
@@ -374,7 +381,7 @@ def summary(results: dict) -> str:
 
 def headline(metrics: dict) -> dict[str, str]:
     out = {}
-    for model in (k for k in metrics if k != "setup"):
+    for model in _models(metrics):
         r = metrics[model]
         by = r["widths"]["by_gamma0"]
         out[f"{model}: single-network error slope vs width, per γ₀"] = ", ".join(

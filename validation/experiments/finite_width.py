@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -58,9 +59,21 @@ class Config:
     seeds: int = 2
     activations: tuple = ("tanh", "erf")
     widths: tuple = (64, 256, 1024, 4096)
+    # deeper networks: (number of weight layers, widths); the 2-layer runs use `widths`
+    deep: tuple = ((4, (64, 256, 1024)),)
     # NTK fluctuations at init: (activation, hidden width, depths), ensemble size
-    fluctuations: tuple = (("relu", 32, (2, 3, 4, 8, 12, 16)), ("tanh", 32, (2, 3, 4, 8, 12, 16)))
+    fluctuations: tuple = (
+        ("linear", 32, (2, 3, 4, 8, 12, 16)),
+        ("relu", 32, (2, 3, 4, 8, 12, 16)),
+        ("tanh", 32, (2, 3, 4, 8, 12, 16)),
+    )
     fluctuation_seeds: int = 4000
+    # ensemble means: O(1/n) closed form vs the mean of real networks (2-layer tanh, GD)
+    ensemble_widths: tuple = (256, 1024, 4096)
+    ensemble_points: int = 4
+    ensemble_seeds: int = 64
+    ensemble_steps: int = 20
+    ensemble_lr: float = 1.0
 
     def __post_init__(self):
         if self.steps % self.save_every:
@@ -85,8 +98,15 @@ class Config:
             seeds=1,
             activations=("tanh",),
             widths=(64, 256, 1024),
-            fluctuations=(("relu", 32, (2, 3, 8, 16)), ("tanh", 32, (2, 3, 8, 16))),
+            deep=((4, (64, 256)),),
+            fluctuations=(
+                ("linear", 32, (2, 3, 8, 16)),
+                ("relu", 32, (2, 3, 8, 16)),
+                ("tanh", 32, (2, 3, 8, 16)),
+            ),
             fluctuation_seeds=1000,
+            ensemble_widths=(256, 1024),
+            ensemble_seeds=32,
         )
 
 
@@ -121,15 +141,15 @@ def measure_errors(cfg: Config, data, key, *, progress: bool = True) -> tuple[di
     """Per activation: rows (width, mean error per model over the seeds that succeeded, number
     diverged) and slopes (all widths; widths >= 256)."""
     metrics, curves = {}, {}
-    bar = tqdm(
-        total=len(cfg.activations) * len(cfg.widths) * cfg.seeds,
-        desc="finite-width errors",
-        disable=not progress,
-    )
-    for a_i, act in enumerate(cfg.activations):
+    bar = tqdm(total=0, desc="finite-width errors", disable=not progress)
+    runs = [(act, 2, cfg.widths) for act in cfg.activations]
+    runs += [(act, L, ws) for L, ws in cfg.deep for act in cfg.activations]
+    bar.total = sum(len(ws) for _, _, ws in runs) * cfg.seeds
+    for a_i, (act, layers, widths) in enumerate(runs):
+        name = act if layers == 2 else f"{act}, {layers} layers"
         rows = []
-        for width in cfg.widths:
-            net = lm.MLP(64, (width,), 1, activation=act, sigma_w=1.0)
+        for width in widths:
+            net = lm.MLP(64, (width,) * (layers - 1), 1, activation=act, sigma_w=1.0)
             per_seed = []
             for s in range(cfg.seeds):
                 params = net.init(jax.random.fold_in(jax.random.fold_in(key, a_i), 1000 * width + s))
@@ -141,22 +161,64 @@ def measure_errors(cfg: Config, data, key, *, progress: bool = True) -> tuple[di
                 row[m] = float(np.mean(good)) if good else None
                 row[f"{m}_failed"] = cfg.seeds - len(good)
             rows.append(row)
-            if width == cfg.widths[0]:  # outputs over time at the smallest width, first seed
+            if width == widths[0]:  # outputs over time at the smallest width, first seed
                 r0 = per_seed[0]
-                curves[f"{act}.times"] = r0["times"]
-                curves[f"{act}.real"] = r0["real"]
-                curves.update({f"{act}.{m}": r0[m] for m in MODELS if m in r0})
+                curves[f"{name}.times"] = r0["times"]
+                curves[f"{name}.real"] = r0["real"]
+                curves.update({f"{name}.{m}": r0[m] for m in MODELS if m in r0})
         slopes, slopes_large = {}, {}
         for m in MODELS:
             pts = [(r["width"], r[m]) for r in rows if r[m] is not None and r[f"{m}_failed"] == 0]
             big = [(w, e) for w, e in pts if w >= 256]
             slopes[m] = loglog_slope(*zip(*pts)) if len(pts) >= 2 else None
             slopes_large[m] = loglog_slope(*zip(*big)) if len(big) >= 2 else None
-        metrics[act] = {"rows": rows, "slopes": slopes, "slopes_n_ge_256": slopes_large}
+        metrics[name] = {"rows": rows, "slopes": slopes, "slopes_n_ge_256": slopes_large}
         for m in MODELS:
-            curves[f"errors.{act}.{m}"] = np.array([np.nan if r[m] is None else r[m] for r in rows])
-        curves[f"errors.{act}.widths"] = np.array([r["width"] for r in rows])
+            curves[f"errors.{name}.{m}"] = np.array([np.nan if r[m] is None else r[m] for r in rows])
+        curves[f"errors.{name}.widths"] = np.array([r["width"] for r in rows])
     bar.close()
+    return metrics, curves
+
+
+def measure_ensemble_means(cfg: Config, key) -> tuple[dict, dict]:
+    """The ensemble-mean outputs (train and test, max over time of the relative error) of
+    the kernel model (`TangentHierarchy(frozen=2)`, the first-order-free linearization) and the
+    O(1/n) closed form (`CorrectedKernel`) against the mean of `ensemble_seeds` real networks
+    (2-layer tanh, `ensemble_points` digits each for training and test, GD), per width, with
+    slopes (theory: n^-1 and n^-2)."""
+    data = datasets.digits(
+        cfg.ensemble_points, cfg.ensemble_points, key=jax.random.fold_in(key, 7), target="parity"
+    )
+    kw = dict(lr=cfg.ensemble_lr, steps=cfg.ensemble_steps, save_every=max(1, cfg.ensemble_steps // 4))
+    res = {"kernel": [], "corrected": []}
+    for width in cfg.ensemble_widths:
+        net = lm.MLP(64, (width,), 1, activation="tanh", sigma_w=1.0)
+
+        def one(k, net=net):
+            p0 = net.init(k)
+            outs = []
+            for dyn in (
+                lm.Trained(net, data, params=p0),
+                lm.CorrectedKernel.from_network(net, data, params=p0),
+                lm.TangentHierarchy(net, data, params=p0, frozen=2, observe_ntk=False),
+            ):
+                tr = ls.solve(dyn, ls.GradientDescent(), progress=False, **kw)
+                outs.append(jnp.concatenate([tr["f_train"], tr["f_test"]], 1)[..., 0])
+            return outs
+
+        real, corr, kern = (
+            np.asarray(a).mean(0)
+            for a in jax.lax.map(one, jax.random.split(jax.random.fold_in(key, width), cfg.ensemble_seeds))
+        )
+        rel = lambda a, real=real: float(
+            np.max(np.linalg.norm(a - real, axis=1) / np.linalg.norm(real, axis=1))
+        )  # noqa: E731
+        res["kernel"].append(rel(kern))
+        res["corrected"].append(rel(corr))
+    slopes = {k: loglog_slope(cfg.ensemble_widths, v) for k, v in res.items()}
+    metrics = {"widths": list(cfg.ensemble_widths), **res, "slopes": slopes, "seeds": cfg.ensemble_seeds}
+    curves = {f"ensemble.{k}": np.asarray(v) for k, v in res.items()}
+    curves["ensemble.widths"] = np.asarray(cfg.ensemble_widths)
     return metrics, curves
 
 
@@ -190,10 +252,15 @@ def compute(config: Config, *, progress: bool = True) -> dict:
     errors, curves = measure_errors(config, data, k_net, progress=progress)
     fluct, c = measure_fluctuations(config, k_fl)
     curves.update(c)
+    ensemble, c = measure_ensemble_means(config, k_fl) if config.ensemble_widths else ({}, {})
+    curves.update(c)
     setup = {
         k: getattr(config, k) for k in ("n_train", "n_test", "lr", "steps", "seeds", "fluctuation_seeds")
     }
-    return {"metrics": {"setup": setup, "errors": errors, "fluctuations": fluct}, "curves": curves}
+    return {
+        "metrics": {"setup": setup, "errors": errors, "fluctuations": fluct, "ensemble_means": ensemble},
+        "curves": curves,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,13 +278,25 @@ def figures(results: dict) -> dict:
             if ok.sum() >= 1:
                 series[LABELS[model]] = (widths[ok], y[ok])
         plot.loglog_fits(series, ax=ax, xlabel="width n", ylabel="max_t ‖f − f_GD‖/‖f_GD‖ (test)")
-        ax.set_title(f"{act}, 2 layers, η = {m['setup']['lr']}")
+        ax.set_title(f"{act if 'layers' in act else act + ', 2 layers'}, η = {m['setup']['lr']}")
     fig.tight_layout()
     scans = {}
     for key in m["fluctuations"]:
         act = key.split(",")[0]
         scans[key] = {k.split(".", 2)[2]: v for k, v in c.items() if k.startswith(f"fluctuations.{act}.")}
-    return {"errors_vs_width": fig, "ntk_fluctuations": plot.aspect_ratio(scans, logy=True)}
+    out = {"errors_vs_width": fig, "ntk_fluctuations": plot.aspect_ratio(scans, logy=True)}
+    if m.get("ensemble_means"):
+        e = m["ensemble_means"]
+        series = {
+            "kernel (linearized)": (c["ensemble.widths"], c["ensemble.kernel"]),
+            "O(1/n) closed form": (c["ensemble.widths"], c["ensemble.corrected"]),
+        }
+        fig_e, ax_e = plot.panels(1, width=5.4, height=4.4)
+        plot.loglog_fits(series, ax=ax_e[0], xlabel="width n", ylabel="max_t ‖E f − E f_GD‖/‖E f_GD‖")
+        ax_e[0].set_title(f"ensemble means, {e['seeds']} networks per width (2-layer tanh)")
+        fig_e.tight_layout()
+        out["ensemble_means"] = fig_e
+    return out
 
 
 def _fmt(e) -> str:
@@ -241,6 +320,15 @@ def summary(results: dict) -> str:
             )
             sl, sb = r["slopes"][model], r["slopes_n_ge_256"][model]
             lines.append(f"- {act}, {LABELS[model]}: {cells} (slope {_fmt(sl)}; over n ≥ 256 {_fmt(sb)})")
+    if m.get("ensemble_means"):
+        e = m["ensemble_means"]
+        lines.append(
+            f"- Ensemble means ({e['seeds']} real networks per width, 2-layer tanh, GD): kernel "
+            + ", ".join(f"{w}: {_fmt(v)}" for w, v in zip(e["widths"], e["kernel"]))
+            + f" (slope {_fmt(e['slopes']['kernel'])}); O(1/n) closed form "
+            + ", ".join(f"{w}: {_fmt(v)}" for w, v in zip(e["widths"], e["corrected"]))
+            + f" (slope {_fmt(e['slopes']['corrected'])})."
+        )
     for key, f in m["fluctuations"].items():
         pts = ", ".join(
             f"L/n {a:.3g}: {mm:.3g} ± {se:.2g} vs {p:.3g}"
@@ -262,6 +350,11 @@ def headline(metrics: dict) -> dict[str, str]:
         widest = r["rows"][-1]
         out[f"{act}: error at width {widest['width']} — linearized / O4-frozen / Taylor 3"] = " / ".join(
             _fmt(widest[m]) for m in ("linearized", "o4_frozen", "taylor3")
+        )
+    if metrics.get("ensemble_means"):
+        sl = metrics["ensemble_means"]["slopes"]
+        out["ensemble-mean error slope vs width — kernel / O(1/n) closed form"] = (
+            f"{_fmt(sl['kernel'])} / {_fmt(sl['corrected'])}"
         )
     for key, f in metrics["fluctuations"].items():
         out[f"NTK Var/mean² at init, {key}: max deviation from {f['prediction']} for L/n ≤ 0.1"] = _fmt(
