@@ -47,18 +47,46 @@ class WidthFluctuations(eqx.Module):
     - `width`: $N$.
 
     `var_test` is the diagonal; `cov_test * width` is width-independent, and `at(width)`
-    rescales to another width.
+    rescales to another width. For the two-layer linear DMFT `start` and `start_jacobian`
+    (the Jacobian of the test outputs with respect to the start) give each realization's
+    own first-order deviation, `first_order(state0)`.
     """
 
     times: Float[Array, " T"]
     f_test: Float[Array, "T Q"]
     cov_test: Float[Array, "T Q Q"]
     width: int = eqx.field(static=True)
+    start: dict | None = None
+    start_jacobian: dict | None = None
 
     def at(self, width: int) -> WidthFluctuations:
         """The same prediction at another width ($\\propto 1/N$)."""
         width = _check_width(width)
-        return WidthFluctuations(self.times, self.f_test, self.cov_test * self.width / width, width)
+        return WidthFluctuations(
+            self.times,
+            self.f_test,
+            self.cov_test * self.width / width,
+            width,
+            self.start,
+            self.start_jacobian,
+        )
+
+    def first_order(self, state0: dict) -> Float[Array, "T Q"]:
+        r"""Two-layer linear DMFT only: a realization's own first-order deviation
+                $J\,(s_0 - s_0^{
+        m DMFT})$ of the test outputs, from its order parameters `state0`
+                (`TwoLayerLinearDMFT.order_parameters`). It has mean zero over initializations, so
+                subtracting it from each network is a control variate for ensemble means: what
+                remains is the $O(1/N)$ bias plus second-order noise."""
+        if self.start_jacobian is None:
+            raise ValueError("first_order: only the two-layer linear DMFT keeps its start Jacobian.")
+        d = jax.tree.map(lambda a, b: a - b, state0, self.start)
+        j = self.start_jacobian
+        return (
+            jnp.einsum("tqi,i->tq", j["v"], d["v"])
+            + jnp.einsum("tqij,ij->tq", j["C_w"], d["C_w"])
+            + j["c_a"] * d["c_a"]
+        )
 
     @property
     def var_test(self) -> Float[Array, "T Q"]:
@@ -119,7 +147,9 @@ def _linear(dmft: TwoLayerLinearDMFT, N: int, method, solve, kw) -> WidthFluctua
     cov = jnp.einsum("tpi,tqi->tpq", jv, jv) / dmft.gamma0**2
     cov = cov + jnp.einsum("tpij,tqij->tpq", jc, jc + jnp.swapaxes(jc, -1, -2))
     cov = (cov + 2 * ja[:, :, None] * ja[:, None, :]) / N
-    return _assemble(traj, cov, N)
+    return WidthFluctuations(
+        times=traj.times, f_test=traj["f_test"][..., 0], cov_test=cov, width=N, start=s0, start_jacobian=jac
+    )
 
 
 def _nonlinear(dmft: TwoLayerDMFT, N: int, method, solve, kw) -> WidthFluctuations:

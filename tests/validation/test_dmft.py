@@ -66,6 +66,9 @@ def test_real_networks_approach_the_dmft(report):
     # γ₀ = 1: the ensemble mean is within 2% at N = 4096 and below a single network
     assert by["1.0"]["mean"][-1] < 0.02
     assert by["1.0"]["mean"][-1] < by["1.0"]["single"][-1]
+    # with each network's first-order deviation subtracted the mean shows its O(1/N) bias
+    for g in ("0.1", "1.0"):
+        assert by[g]["mean_control_variate_slope"] < -0.8
     # the NTK moves with γ₀ (∝ γ₀² at small γ₀) and real networks move with it
     assert 1.8 < report.metrics["linear"]["widths"]["ntk_change_slope_small_gamma0"] < 2.2
     assert np.isfinite(report.curves["linear.1.0.loss.dmft"]).all()

@@ -15,7 +15,11 @@ $y_0\tanh(\beta\cdot x/\sqrt D)$ (tanh), $\beta \sim \mathcal N(0, I_D)$. The th
   log–log slopes against $N$ (expected $-1/2$ for single networks: the initial order
   parameters fluctuate by $N^{-1/2}$; faster for the mean), and the loss curves. The seeds
   come in antithetic pairs (a draw and the same draw with the readout negated; see
-  `real_ensemble`), so the mean's error is its $O(1/N)$ bias plus the noise of the even part.
+  `real_ensemble`), so the mean's error is its $O(1/N)$ bias plus the noise of the even part,
+  which with a few seeds still falls as $N^{-1/2}$. For the linear model the mean is also
+  measured with each network's own first-order deviation subtracted
+  (`WidthFluctuations.first_order`, mean zero over initializations): what is left is the
+  $O(1/N)$ bias and second-order noise, expected slope $-1$.
 - **NTK evolution**: $\lVert K(t) - K(0)\rVert_F / \lVert K(0)\rVert_F$ on the training points,
   DMFT against one real network of the largest width (its empirical NTK at the end), and, from
   the DMFT alone at `ntk_gamma0s`, its log–log slope against small $\gamma_0$ (expected 2: the
@@ -139,15 +143,18 @@ def _schedule(cfg: Config, saves: int) -> dict:
     return dict(lr=cfg.time / saves, steps=saves, save_every=1)
 
 
-def real_ensemble(net, data, keys, schedule, *, antithetic: bool = False) -> dict[str, np.ndarray]:
+def real_ensemble(
+    net, data, keys, schedule, *, antithetic: bool = False, extra=None
+) -> dict[str, np.ndarray]:
     """Real networks trained by gradient flow, one per key (vmapped): test outputs and loss.
     `antithetic`: each key gives two networks, its draw and the same draw with the readout
     negated (the init law is symmetric under $a \\to -a$: an unbiased ensemble whose odd
-    part — the initial output, $O(1/(\\gamma_0\\sqrt N))$ — cancels in the mean)."""
+    part — the initial output, $O(1/(\\gamma_0\\sqrt N))$ — cancels in the mean).
+    `extra(params)`: something of each initialization to return too (`"extra"`)."""
 
     def one(params):
         tr = ls.solve(lm.Trained(net, data, params=params), ls.GradientFlow(), **schedule)
-        return tr["f_test"][..., 0], tr["loss"]
+        return tr["f_test"][..., 0], tr["loss"], (None if extra is None else extra(params))
 
     def pair(k):
         p = net.init(k)
@@ -155,11 +162,12 @@ def real_ensemble(net, data, keys, schedule, *, antithetic: bool = False) -> dic
         return jax.tree.map(lambda a, b: jax.numpy.stack([a, b]), one(p), one(flipped))
 
     if antithetic:
-        f, loss = jax.jit(jax.vmap(pair))(keys)
-        f, loss = f.reshape(-1, *f.shape[2:]), loss.reshape(-1, *loss.shape[2:])
+        out = jax.jit(jax.vmap(pair))(keys)
+        out = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), out)
     else:
-        f, loss = jax.jit(jax.vmap(lambda k: one(net.init(k))))(keys)
-    return {"f_test": np.asarray(f), "loss": np.asarray(loss)}
+        out = jax.jit(jax.vmap(lambda k: one(net.init(k))))(keys)
+    f, loss, ext = out
+    return {"f_test": np.asarray(f), "loss": np.asarray(loss), "extra": ext}
 
 
 def _rel_change(k):
@@ -174,16 +182,26 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
     out, curves = {}, {}
     bar = tqdm(cfg.gamma0s, desc=f"dmft {model}", disable=not progress, leave=False)
     for g in bar:
-        theory = ls.solve(dmft_dynamics(cfg, model, data, g, k_dmft), TIGHT, **sched)
+        dyn = dmft_dynamics(cfg, model, data, g, k_dmft)
+        theory = ls.solve(dyn, TIGHT, **sched)
         f_th = np.asarray(theory["f_test"][..., 0])
-        single, mean = [], []
+        single, mean, mean_cv = [], [], []
+        if model == "linear":  # each network's own first-order deviation: a control variate
+            response = lm.width_fluctuations(dyn, cfg.widths[0], TIGHT, **sched)
+            order = lambda p: dyn.order_parameters(p[-1][0][0], p[0][0])  # noqa: E731  (a, w)
+        else:
+            response, order = None, None
         for N in cfg.widths:
             bar.set_postfix(gamma0=g, width=N)
             net = _network(cfg, model, g, N)
-            real = real_ensemble(net, data, jax.random.split(k_net, cfg.seeds // 2), sched, antithetic=True)
+            keys = jax.random.split(k_net, cfg.seeds // 2)
+            real = real_ensemble(net, data, keys, sched, antithetic=True, extra=order)
             err = np.max(np.abs(real["f_test"] - f_th), axis=(1, 2)) / scale
             single.append(float(np.mean(err)))
             mean.append(float(np.max(np.abs(real["f_test"].mean(0) - f_th)) / scale))
+            if response is not None:
+                dev = np.asarray(jax.vmap(response.first_order)(real["extra"]))
+                mean_cv.append(float(np.max(np.abs((real["f_test"] - dev).mean(0) - f_th)) / scale))
             curves[f"{model}.{g}.loss.N{N}"] = real["loss"].mean(0)
         # the NTK: DMFT's K(t) and one real network of the largest width at the end
         net = _network(cfg, model, g, cfg.widths[-1])
@@ -201,6 +219,8 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
             "mean": mean,
             "single_slope": loglog_slope(cfg.widths, single),
             "mean_slope": loglog_slope(cfg.widths, mean),
+            "mean_control_variate": mean_cv or None,
+            "mean_control_variate_slope": loglog_slope(cfg.widths, mean_cv) if mean_cv else None,
             "ntk_change_dmft": float(change[-1]),
             "ntk_change_real": float(_rel_change(np.stack(k_real))[-1]),
             "final_loss_dmft": float(theory["loss"][-1]),
@@ -209,6 +229,8 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
         curves[f"{model}.{g}.ntk_change"] = change
         curves[f"{model}.{g}.single"] = np.asarray(single)
         curves[f"{model}.{g}.mean"] = np.asarray(mean)
+        if mean_cv:
+            curves[f"{model}.{g}.mean_cv"] = np.asarray(mean_cv)
     curves[f"{model}.times"] = np.asarray(theory.times)
     # the NTK's relative change at small γ₀ (DMFT alone): expected ∝ γ₀²
     small = []
@@ -299,6 +321,8 @@ def figures(results: dict) -> dict:
             widths = np.asarray([int(k.split(".N")[1]) for k in c if k.startswith(f"{model}.{g}.loss.N")])
             series[f"single, γ₀={g}"] = (widths, c[f"{model}.{g}.single"])
             series[f"mean, γ₀={g}"] = (widths, c[f"{model}.{g}.mean"])
+            if f"{model}.{g}.mean_cv" in c:
+                series[f"mean − 1st order, γ₀={g}"] = (widths, c[f"{model}.{g}.mean_cv"])
         plot.loglog_fits(series, ax=ax, xlabel="width N", ylabel="max_t |f_N − f_DMFT| / max|y|")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{model}: real muP networks vs DMFT")
@@ -364,7 +388,15 @@ def summary(results: dict) -> str:
             lines.append(
                 f"- {model}, γ₀ = {g}: single network {', '.join(_f(e) for e in row['single'])} "
                 f"(slope {_f(row['single_slope'])}); ensemble mean {', '.join(_f(e) for e in row['mean'])} "
-                f"(slope {_f(row['mean_slope'])}); NTK change DMFT {_f(row['ntk_change_dmft'])} vs real "
+                f"(slope {_f(row['mean_slope'])})"
+                + (
+                    f"; mean with each network's first-order deviation subtracted "
+                    f"{', '.join(_f(e) for e in row['mean_control_variate'])} "
+                    f"(slope {_f(row['mean_control_variate_slope'])})"
+                    if row["mean_control_variate"]
+                    else ""
+                )
+                + f"; NTK change DMFT {_f(row['ntk_change_dmft'])} vs real "
                 f"{_f(row['ntk_change_real'])}."
             )
         lines.append(
@@ -390,6 +422,10 @@ def headline(metrics: dict) -> dict[str, str]:
         out[f"{model}: ensemble-mean error at the largest width, per γ₀"] = ", ".join(
             f"{g}: {_f(v['mean'][-1])}" for g, v in by.items()
         )
+        if any(v["mean_control_variate"] for v in by.values()):
+            out[f"{model}: ensemble mean minus first order — error slope vs width, per γ₀"] = ", ".join(
+                f"{g}: {_f(v['mean_control_variate_slope'])}" for g, v in by.items()
+            )
         out[f"{model}: γ₀ = 0 vs kernel regime"] = _f(r["kernel_limit"])
         out[f"{model}: variance measured/predicted (range over time)"] = ", ".join(
             f"N={N}: {min(fl['ratio']):.2f}–{max(fl['ratio']):.2f}" for N, fl in r["fluctuations"].items()
