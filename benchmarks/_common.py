@@ -78,3 +78,21 @@ def write_section(name: str, body: str) -> None:
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     os.replace(tmp, RESULTS)
+
+
+def saxe_problem(width: int, depth: int):
+    """The deep-linear benchmark problem: a whitened linear teacher with `width` modes
+    (singular values geometric from 3 to 0.05; in = hidden = out = P = width), its `SaxeModes`
+    (u₀ = 1e-2) and the full `depth`-layer network from the decoupled init of those modes."""
+    import jax.numpy as jnp
+
+    import lmech.models as lm
+    from lmech.validation import datasets
+
+    s = jnp.geomspace(3.0, 0.05, width)
+    data = datasets.linear_teacher(s, width, width, width, key=jax.random.key(0))
+    modes = lm.SaxeModes.from_dataset(data, depth, u0=1e-2)
+    net = lm.MLP(
+        width, (width,) * (depth - 1), width, activation="linear", parameterization="standard", bias=False
+    )
+    return modes, lm.Trained(net, data, params=lm.decoupled_init(net, modes, key=jax.random.key(1)))

@@ -29,7 +29,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import timed_interleaved, write_section  # noqa: E402
+from _common import saxe_problem, timed_interleaved, write_section  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
 import lmech.models as lm  # noqa: E402
@@ -112,13 +112,7 @@ def rel(a, b) -> float:
 
 # -- 1. Saxe modes ------------------------------------------------------------------------
 def saxe_pair(width: int, steps: int, depth: int = 4, lr: float = 0.01, repeats: int = 3):
-    s = jnp.geomspace(3.0, 0.05, width)
-    data = datasets.linear_teacher(s, width, width, width, key=jax.random.key(0))
-    modes = lm.SaxeModes.from_dataset(data, depth, u0=1e-2)
-    net = lm.MLP(
-        width, (width,) * (depth - 1), width, activation="linear", parameterization="standard", bias=False
-    )
-    real = lm.Trained(net, data, params=lm.decoupled_init(net, modes, key=jax.random.key(1)))
+    modes, real = saxe_problem(width, depth)
     kw = dict(lr=lr, steps=steps, save_every=steps // 10, progress=False)
     res = timed_interleaved(
         {

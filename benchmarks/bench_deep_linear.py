@@ -11,11 +11,9 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
-from _common import timed, write_section  # noqa: E402
+from _common import saxe_problem, timed, write_section  # noqa: E402
 
-import lmech.models as lm  # noqa: E402
 import lmech.solvers as ls  # noqa: E402
-from lmech.validation import datasets  # noqa: E402
 
 
 def main():
@@ -25,13 +23,7 @@ def main():
     width, depth = (64, 4) if args.quick else (256, 4)
     steps, lr = (1_000, 0.01) if args.quick else (10_000, 0.01)
     save_every = steps // 10
-    s = jnp.geomspace(3.0, 0.05, width)
-    data = datasets.linear_teacher(s, width, width, width, key=jax.random.key(0))
-    modes = lm.SaxeModes.from_dataset(data, depth, u0=1e-2)
-    net = lm.MLP(
-        width, (width,) * (depth - 1), width, activation="linear", parameterization="standard", bias=False
-    )
-    real = lm.Trained(net, data, params=lm.decoupled_init(net, modes, key=jax.random.key(1)))
+    modes, real = saxe_problem(width, depth)
     kw = dict(lr=lr, steps=steps, save_every=save_every, progress=False)
     rows = []
     c_full, t_full, tr_full = timed(lambda: ls.solve(real, ls.GradientDescent(), **kw), repeats=1)

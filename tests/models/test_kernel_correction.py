@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _tiny_network import tiny
 
 import lmech.models as lm
 import lmech.solvers as ls
@@ -13,15 +14,7 @@ from lmech.models.finite_width._tangent_dense import dense_tensors
 
 
 def _tiny(k=1, width=8, P=4, Q=2, seed=0):
-    ks = jax.random.split(jax.random.key(seed), 5)
-    data = lm.Dataset(
-        jax.random.normal(ks[0], (P, 3)),
-        jax.random.normal(ks[1], (P, k)),
-        jax.random.normal(ks[2], (Q, 3)),
-        jax.random.normal(ks[3], (Q, k)),
-    )
-    net = lm.MLP(in_size=3, widths=(width,), out_size=k, activation="erf", sigma_b=0.3)
-    return net, data, net.init(ks[4])
+    return tiny(k, width, P, Q, "erf", seed)
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _tiny_network import tiny
 from jax.flatten_util import ravel_pytree
 
 import lmech.models as lm
@@ -17,15 +18,7 @@ TIGHT = ls.GradientFlow(rtol=1e-12, atol=1e-14)
 
 
 def _tiny(k=2, width=12, P=4, Q=2, activation="erf", seed=0):
-    ks = jax.random.split(jax.random.key(seed), 5)
-    data = lm.Dataset(
-        jax.random.normal(ks[0], (P, 3)),
-        jax.random.normal(ks[1], (P, k)),
-        jax.random.normal(ks[2], (Q, 3)),
-        jax.random.normal(ks[3], (Q, k)),
-    )
-    net = lm.MLP(in_size=3, widths=(width,), out_size=k, activation=activation, sigma_b=0.3)
-    return net, data, net.init(ks[4])
+    return tiny(k, width, P, Q, activation, seed)
 
 
 def _rel(a, b):
