@@ -10,9 +10,7 @@ $$o(t; \gamma_0) = o_0(t) + \tfrac12\gamma_0^2\, \partial_{\gamma_0}^2 o(t; 0) +
 
 `perturbative` computes $o_0$ and the curvature $\partial_{\gamma_0}^2 o(t; 0)$ exactly — by
 forward-over-forward differentiation of the solve at $\gamma_0 = 0$ — and evaluates the
-truncation at any $\gamma_0$ without solving again. (For the Monte-Carlo `TwoLayerDMFT` the
-sampled kernels carry an odd $O(\gamma_0/\sqrt M)$ sampling error, which the even truncation
-leaves out.)
+truncation at any $\gamma_0$ without solving again.
 """
 
 from __future__ import annotations

@@ -109,8 +109,8 @@ class Config:
             seeds=4,
             samples=8192,
             variance_widths=(256,),
-            variance_seeds=64,
-            variance_samples=512,
+            variance_seeds=128,
+            variance_samples=1024,
             variance_saves=3,
         )
 
