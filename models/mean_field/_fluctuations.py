@@ -163,7 +163,11 @@ def _nonlinear(dmft: TwoLayerDMFT, N: int, method, solve, kw) -> WidthFluctuatio
         return _outputs(solve(d, method, state0=s0, **kw))
 
     traj = solve(dmft, method, **kw)
-    jac = jax.jacrev(run)(uniform)  # (T, Q, M)
+    # reverse mode, one output at a time in batches of 8 (a vmap over all T·Q cotangents would
+    # hold every backward pass's checkpoints at once)
+    out, vjp = jax.vjp(run, uniform)
+    basis = jnp.eye(out.size, dtype=out.dtype).reshape(out.size, *out.shape)
+    jac = jax.lax.map(lambda e: vjp(e)[0], basis, batch_size=8).reshape(*out.shape, -1)  # (T, Q, M)
     psi = jac - jnp.mean(jac, axis=-1, keepdims=True)  # moving weight ε from μ to one site
     cov = jnp.einsum("tpm,tqm->tpq", psi, psi) / (dmft.samples - 1) / N
     return _assemble(traj, cov, N)
