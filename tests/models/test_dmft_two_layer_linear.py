@@ -128,3 +128,15 @@ def test_single_networks_approach_dmft_as_inverse_sqrt_width():
     slope = np.polyfit(np.log(widths), np.log(errs), 1)[0]
     assert -0.7 < slope < -0.3  # N^(-1/2): the initial order parameters fluctuate
     assert mean_errs[-1] < 0.02  # the ensemble mean within 2% at N = 4096
+
+
+@pytest.mark.slow  # 15-30 s, mostly compiling the reverse pass through the ODE
+def test_gradient_wrt_lr_matches_finite_differences():
+    dmft = TwoLayerLinearDMFT(_data(along_e1=False), 0.7)
+
+    def final_loss(lr):
+        return ls.solve(dmft, TIGHT, lr=lr, steps=20, save_every=20)["loss"][-1]
+
+    lr, h = 0.4, 1e-6
+    fd = (final_loss(lr + h) - final_loss(lr - h)) / (2 * h)
+    np.testing.assert_allclose(float(jax.grad(final_loss)(lr)), float(fd), rtol=1e-6)
