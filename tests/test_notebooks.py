@@ -47,6 +47,7 @@ def rel(a: float, b: float) -> float:
     return abs(a - b) / abs(b)
 
 
+@pytest.mark.slow  # 16 s; its claims are checked by default in tests/validation/test_kernel.py
 def test_kernel_regime_notebook(tmp_path, monkeypatch):
     r = execute("kernel_regime", tmp_path, monkeypatch)
     # measured at SIZE = 32: slope -0.54, errors 0.73%, 1.1% vs 59%, derivative to 3e-11

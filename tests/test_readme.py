@@ -5,6 +5,7 @@ import re
 
 import jax
 import numpy as np
+import pytest
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
@@ -36,6 +37,7 @@ def test_main_example(capsys):
     assert float(printed[0]) == mode_map_err
 
 
+@pytest.mark.slow  # 16 s
 def test_finite_width_example(capsys):
     ns: dict = {}
     setup = "import jax\nimport numpy as np\nimport lmech.models as lm\nimport lmech.solvers as ls\nimport lmech.validation as lv\n"
@@ -49,6 +51,7 @@ def test_finite_width_example(capsys):
     np.testing.assert_allclose([lin, o4, cubic], [0.022, 0.0039, 0.0010], rtol=0.05)  # the printed numbers
 
 
+@pytest.mark.slow  # 35 s (compiles three solves)
 def test_feature_learning_example(capsys):
     ns: dict = {}
     setup = "import jax\nimport numpy as np\nimport lmech.models as lm\nimport lmech.solvers as ls\n"

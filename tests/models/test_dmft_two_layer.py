@@ -95,6 +95,7 @@ def _linear_data():
     return lm.Dataset(x, (x @ beta / np.sqrt(D))[:, None], xt, (xt @ beta / np.sqrt(D))[:, None])
 
 
+@pytest.mark.slow  # 23 s; the default test_linear_fluctuations_at_the_start checks the propagation at t = 0
 def test_linear_fluctuations_match_seed_variance():
     """128 width-256 networks, each solved exactly from its own order parameters (the ODE is
     exact at every width: test_dmft_two_layer_linear.py checks it against real training)."""
@@ -113,6 +114,15 @@ def test_linear_fluctuations_match_seed_variance():
     # 128 seeds: the sample variance of a sum over 12 correlated outputs is good to ~15%
     assert np.all(np.abs(ratio - 1) < 0.2), ratio
     np.testing.assert_allclose(pred.at(1024).cov_test * 4, pred.cov_test, rtol=1e-12)
+
+
+def test_linear_fluctuations_at_the_start():
+    """At t = 0 only v fluctuates: Cov f(x_*) = X_* X_*^T / (D γ₀² N) exactly."""
+    data, gamma0, N = _linear_data(), 0.5, 256
+    pred = lm.width_fluctuations(lm.TwoLayerLinearDMFT(data, gamma0), N, FLOW, lr=0.1, steps=1)
+    xt = np.asarray(data.x_test)
+    np.testing.assert_allclose(pred.cov_test[0], xt @ xt.T / (D * gamma0**2 * N), rtol=1e-10, atol=1e-14)
+    assert float(np.max(np.abs(pred.cov_test[1] - pred.cov_test[0]))) > 0  # and it moves
 
 
 @pytest.mark.slow  # 30 s: 2 x 128 real networks trained by gradient flow
@@ -146,6 +156,7 @@ def test_bad_input():
         lm.width_fluctuations(object(), 16, FLOW, lr=0.1, steps=2)
 
 
+@pytest.mark.slow  # 18 s, forward-over-forward compilation
 def test_perturbative_theory_is_exact_to_order_gamma0_squared():
     data, kw = _linear_data(), dict(lr=0.5, steps=24, save_every=12)
     pt = lm.perturbative(lambda g: lm.TwoLayerLinearDMFT(data, g), FLOW, **kw)

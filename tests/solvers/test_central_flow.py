@@ -38,6 +38,7 @@ def test_psd_complementarity_solves_the_kkt_system(k):
         assert abs(float(jnp.sum(X * Y))) < 1e-6 * scale * (1 + float(jnp.linalg.norm(X)))
 
 
+@pytest.mark.slow  # 17 s
 def test_below_the_threshold_it_is_gradient_flow(real):
     flow = ls.GradientFlow(rtol=1e-9, atol=1e-12)
     lr = 0.05  # 2/η = 40, far above the sharpness
@@ -63,6 +64,7 @@ def test_the_sharpness_is_held_at_two_over_eta(real):
     np.testing.assert_allclose(np.asarray(cf["loss_averaged"]), np.asarray(cf["loss"]) + sig / LR, rtol=1e-12)
 
 
+@pytest.mark.slow  # 23 s; the flow holding S = 2/η is checked by default below
 def test_active_vector_field_relaxes_the_sharpness_at_rate_kappa(real):
     gf = ls.solve(real, ls.GradientFlow(rtol=1e-8, atol=1e-10), lr=LR, steps=20)
     theta = gf.final_state  # t = 8: past the crossing

@@ -65,6 +65,7 @@ def test_global_error_orders_against_real_gd():
     assert errs["mod2"][-1] < errs["mod1"][-1] < errs["flow"][-1]
 
 
+@pytest.mark.slow  # 13 s; differentiability in lr is checked by default in tests/solvers/test_core.py
 def test_modified_flow_is_differentiable_in_lr():
     d = Decay(jnp.array([0.5, 2.0]))
     f = lambda lr: ls.solve(d, ls.ModifiedFlow(2, TIGHT), lr=lr, steps=10)["y"][-1].sum()

@@ -48,6 +48,7 @@ def report():
     return run_experiment(dmft, TINY, progress=False)
 
 
+@pytest.mark.slow  # 45 s; the models are checked by default in tests/models/test_dmft_two_layer*.py
 def test_smoke():
     rep = run_experiment(dmft, SMOKE, progress=False)
     m = rep.metrics["linear"]
