@@ -49,6 +49,7 @@ def test_below_the_threshold_it_is_gradient_flow(real):
     np.testing.assert_allclose(np.asarray(cf["loss_averaged"]), np.asarray(cf["loss"]))
 
 
+@pytest.mark.slow  # 20 s; the central flow against GD is checked by default in tests/validation/test_central_vs_gd.py
 def test_the_sharpness_is_held_at_two_over_eta(real):
     cf = ls.solve(real, ls.CentralFlow(), lr=LR, steps=40, save_every=4)
     gf = ls.solve(ls.Recorded(real), ls.GradientFlow(rtol=1e-6, atol=1e-9), lr=LR, steps=40, save_every=4)
@@ -64,7 +65,7 @@ def test_the_sharpness_is_held_at_two_over_eta(real):
     np.testing.assert_allclose(np.asarray(cf["loss_averaged"]), np.asarray(cf["loss"]) + sig / LR, rtol=1e-12)
 
 
-@pytest.mark.slow  # 23 s; the flow holding S = 2/η is checked by default below
+@pytest.mark.slow  # 23 s
 def test_active_vector_field_relaxes_the_sharpness_at_rate_kappa(real):
     gf = ls.solve(real, ls.GradientFlow(rtol=1e-8, atol=1e-10), lr=LR, steps=20)
     theta = gf.final_state  # t = 8: past the crossing
