@@ -40,6 +40,7 @@ from .finite_width import (
     pair_statistics,
 )
 from .mean_field import (
+    DeepLinearDMFT,
     Perturbative,
     TwoLayerDMFT,
     TwoLayerLinearDMFT,
@@ -50,6 +51,7 @@ from .mean_field import (
 )
 
 __all__ = [
+    "DeepLinearDMFT",
     "Parameterization",
     "TwoLayerDMFT",
     "TwoLayerLinearDMFT",

@@ -2,9 +2,10 @@
 
 `solve(dynamics, method, lr=..., steps=...)` advances any `AbstractDynamics` with a
 method (`GradientFlow`, `GradientDescent`, `ClosedForm`, `ModifiedFlow`,
-`CentralFlow`) and returns a `Trajectory` on the flow-time axis $t = \\eta k$. What a
+`CentralFlow`, `SelfConsistent`) and returns a `Trajectory` on the flow-time axis $t = \\eta k$. What a
 dynamics can do beyond a flow is said by its abstract bases (`AbstractLossDynamics`,
-`AbstractClosedFormFlow`, `AbstractClosedFormMap`, `AbstractMapDynamics`).
+`AbstractClosedFormFlow`, `AbstractClosedFormMap`, `AbstractMapDynamics`,
+`AbstractSelfConsistent`).
 """
 
 import importlib
@@ -17,6 +18,7 @@ from ._dynamics import (
     AbstractDynamics,
     AbstractLossDynamics,
     AbstractMapDynamics,
+    AbstractSelfConsistent,
     euler_step,
     gd_step,
 )
@@ -29,19 +31,21 @@ from ._recorded import Recorded
 from ._solve import solve
 from ._trajectory import RESULTS, SolveError, Trajectory
 
-# The flows need diffrax and optimistix (a quarter of a second to import): they are loaded
+# The flows (and the self-consistent grid solver) need diffrax / optimistix (a quarter of a second to import): they are loaded
 # on first use (PEP 562), so a closed-form job does not pay for them.
 _LAZY = {
     "CentralFlow": "._central_flow",
     "GradientFlow": "._gradient_flow",
     "default_tolerances": "._gradient_flow",
     "ModifiedFlow": "._modified_flow",
+    "SelfConsistent": "._self_consistent",
 }
 
 if TYPE_CHECKING:
     from ._central_flow import CentralFlow
     from ._gradient_flow import GradientFlow, default_tolerances
     from ._modified_flow import ModifiedFlow
+    from ._self_consistent import SelfConsistent
 
 
 def __getattr__(name: str):
@@ -64,6 +68,7 @@ __all__ = [
     "AbstractLossDynamics",
     "AbstractMapDynamics",
     "AbstractMethod",
+    "AbstractSelfConsistent",
     "CentralFlow",
     "ClosedForm",
     "Divergence",
@@ -72,6 +77,7 @@ __all__ = [
     "ModifiedFlow",
     "Recorded",
     "SaveGrid",
+    "SelfConsistent",
     "SolveError",
     "Trajectory",
     "default_tolerances",

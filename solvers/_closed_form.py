@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from jaxtyping import ArrayLike, PyTree
 
 from ._dynamics import AbstractClosedFormFlow, AbstractClosedFormMap, AbstractDynamics, require
 from ._methods import AbstractMethod, Observer
-from ._outcome import Divergence, SaveGrid, finish
-from ._trajectory import RESULTS, Trajectory
+from ._outcome import Divergence, SaveGrid, finish, judge_saved
+from ._trajectory import Trajectory
 
 __all__ = ["ClosedForm"]
 
@@ -81,15 +80,7 @@ class ClosedForm(AbstractMethod):
         # the states are kept (not recomputed for the final one): one copy of the closed
         # form in the compiled program
         states, observables, codes = jax.vmap(point)(step_idx)
-        bad = codes != RESULTS.successful
-        first = jnp.argmax(bad)
-        failed = jnp.any(bad)
-        result = RESULTS.where(failed, jax.tree.map(lambda v: v[first], codes), RESULTS.successful)
-        reached = jnp.arange(step_idx.shape[0]) < jnp.where(failed, first, step_idx.shape[0])
-        fail_step = jnp.where(failed, step_idx[first], -1)
-        last_good = jnp.maximum(jnp.where(failed, first - 1, step_idx.shape[0] - 1), 0)
-        final_state = jax.tree.map(lambda v: v[last_good], states)
-        num_steps = jnp.where(failed, step_idx[last_good], grid.steps)
+        result, reached, fail_step, final_state, num_steps = judge_saved(states, codes, step_idx)
         return finish(
             grid, lr, observables, reached, result, fail_step, final_state, {"num_steps": num_steps}
         )

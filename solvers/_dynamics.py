@@ -11,6 +11,7 @@ observables. What it can do *beyond* that is said by the abstract bases it inher
 | `AbstractClosedFormFlow` | `closed_form(t, state0)` | `ClosedForm()` |
 | `AbstractClosedFormMap` | `closed_form_steps(k, lr, state0)` | `ClosedForm(discrete=True)` |
 | `AbstractMapDynamics` | its own gradient-descent map `step(state, lr)` | `GradientDescent` uses it |
+| `AbstractSelfConsistent` | two-time equations on a grid, no vector field | `SelfConsistent()` |
 
 Without `AbstractMapDynamics`, gradient descent is the explicit Euler step of the flow,
 $s \mapsto s + \eta F(s)$ — which *is* gradient descent whenever $F = -\nabla L$.
@@ -31,6 +32,7 @@ __all__ = [
     "AbstractDynamics",
     "AbstractLossDynamics",
     "AbstractMapDynamics",
+    "AbstractSelfConsistent",
     "euler_step",
     "gd_step",
     "require",
@@ -78,6 +80,41 @@ class AbstractClosedFormFlow(AbstractDynamics):
     @abc.abstractmethod
     def closed_form(self, t: Scalar, state0: PyTree) -> PyTree:
         """The exact gradient-flow state at flow time `t`, started from `state0`."""
+
+
+class AbstractSelfConsistent(AbstractDynamics):
+    r"""A theory whose order parameters are functions of two times, closed self-consistently
+    on a time grid (solved by `SelfConsistent`). It has no vector field.
+
+    - `grid_init(times)`: the starting guess of the grid unknowns (a pytree).
+    - `grid_map(q, times, horizon)`: one sweep of the self-consistent equations on the grid
+      `times` (uniform flow times from 0), with the drive switched off after `horizon`.
+    - `grid_states(q, times)`: the state at every grid time (leading axis `len(times)`),
+      what `observe` takes.
+    - `grid_bytes(n)`: the memory one sweep needs on a grid of `n` times.
+    """
+
+    def vector_field(self, t: Scalar, state: PyTree, args: Any) -> PyTree:
+        raise TypeError(
+            f"{type(self).__name__} is a two-time theory closed on a time grid: it has no vector field. "
+            "Solve it with lmech.solvers.SelfConsistent()."
+        )
+
+    @abc.abstractmethod
+    def grid_init(self, times: Array) -> PyTree:
+        """The starting guess of the grid unknowns."""
+
+    @abc.abstractmethod
+    def grid_map(self, q: PyTree, times: Array, horizon: ArrayLike) -> PyTree:
+        """One sweep of the self-consistent equations."""
+
+    @abc.abstractmethod
+    def grid_states(self, q: PyTree, times: Array) -> PyTree:
+        """The state at every grid time."""
+
+    @abc.abstractmethod
+    def grid_bytes(self, n: int) -> int:
+        """Memory (bytes) of one sweep on a grid of `n` times."""
 
 
 class AbstractClosedFormMap(AbstractDynamics):

@@ -127,3 +127,20 @@ def finish(
         result=result,
         stats=stats,
     )
+
+
+def judge_saved(
+    states: PyTree, codes: RESULTS, step_idx: Int[Array, " n"]
+) -> tuple[RESULTS, Bool[Array, " n"], Int[Array, ""], PyTree, Int[Array, ""]]:
+    """For methods that compute every saved state at once: the run ends at the first saved
+    state whose `Divergence` code (`codes`, one per state) is a failure. Returns the result,
+    which points were reached, the failing step (-1 if none), the last good state and its step."""
+    bad = codes != RESULTS.successful
+    first = jnp.argmax(bad)
+    failed = jnp.any(bad)
+    n = step_idx.shape[0]
+    result = RESULTS.where(failed, jax.tree.map(lambda v: v[first], codes), RESULTS.successful)
+    reached = jnp.arange(n) < jnp.where(failed, first, n)
+    fail_step = jnp.where(failed, step_idx[first], -1)
+    last = jnp.maximum(jnp.where(failed, first - 1, n - 1), 0)
+    return result, reached, fail_step, jax.tree.map(lambda v: v[last], states), step_idx[last]

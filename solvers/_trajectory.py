@@ -30,6 +30,10 @@ class RESULTS(eqx.Enumeration):
         "or loosen rtol/atol (or the dynamics is too stiff for an explicit solver)."
     )
     flow_failed = "the ODE solver failed (step size collapsed or a solver error)."
+    fixed_point_failed = (
+        "the self-consistent (fixed-point) iteration did not converge within max_steps; raise "
+        "SelfConsistent(max_steps=...), use more `stages` or `damp`, or refine the grid (`points`)."
+    )
 
 
 class SolveError(RuntimeError):
@@ -52,7 +56,7 @@ class Trajectory(eqx.Module):
       derivatives); `result` says why.
     - `final_state`: the state at the last step reached.
     - `result`: a `RESULTS` item (`RESULTS.successful`, `.diverged`, `.nonfinite`,
-      `.max_steps_reached`, `.flow_failed`); compare with `==`.
+      `.max_steps_reached`, `.flow_failed`, `.fixed_point_failed`); compare with `==`.
     - `stats`: counters (`num_steps`; for flows `num_accepted_steps`,
       `num_rejected_steps`) and `fail_step`, the first step at which the failure was
       seen (-1 on success).

@@ -3,6 +3,8 @@ its dynamical mean-field theory (DMFT, THEORY.md §4), with the finite-width flu
 
 - `TwoLayerLinearDMFT`: two-layer linear network, whitened data — a closed ODE in the order
   parameters, exact at every width from a realization's own start.
+- `DeepLinearDMFT`: deep linear network, whitened data — two-time order parameters closed
+  self-consistently on a time grid (`lmech.solvers.SelfConsistent`).
 - `TwoLayerDMFT`: two-layer nonlinear network — a Monte-Carlo population of single-site
   processes with the exact initial kernels as control variate (exactly the kernel regime at γ₀ = 0).
 - `perturbative`: the O(γ₀²) theory — the kernel regime plus the exact γ₀-curvature of any of
@@ -11,12 +13,14 @@ its dynamical mean-field theory (DMFT, THEORY.md §4), with the finite-width flu
   DMFT (linear response to the empirical measure of its neurons).
 """
 
+from ._deep_linear import DeepLinearDMFT
 from ._fluctuations import WidthFluctuations, width_fluctuations
 from ._perturbative import Perturbative, perturbative
 from ._two_layer import TwoLayerDMFT
 from ._two_layer_linear import TwoLayerLinearDMFT, whiten
 
 __all__ = [
+    "DeepLinearDMFT",
     "Perturbative",
     "TwoLayerDMFT",
     "TwoLayerLinearDMFT",

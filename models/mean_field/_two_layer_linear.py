@@ -41,7 +41,7 @@ from jaxtyping import Array, ArrayLike, Float, Scalar
 from lmech.solvers import AbstractLossDynamics
 
 from .._data import Dataset
-from ._checks import check_gamma0
+from ._checks import check_gamma0, whitened_linear_target
 
 __all__ = ["TwoLayerLinearDMFT", "whiten"]
 
@@ -75,24 +75,8 @@ class TwoLayerLinearDMFT(AbstractLossDynamics):
     loss_offset: Scalar
 
     def __init__(self, data: Dataset, gamma0: ArrayLike):
-        if not isinstance(data, Dataset):
-            raise TypeError(
-                f"TwoLayerLinearDMFT: `data` must be an lmech Dataset, got {type(data).__name__}."
-            )
-        x, y = np.asarray(data.x_train, float), np.asarray(data.y_train, float)
-        if y.shape[1] != 1:
-            raise ValueError(f"TwoLayerLinearDMFT: one output only, got targets of shape {y.shape}.")
-        P, D = x.shape
-        gram = x.T @ x / P
-        if P < D or not np.allclose(gram, np.eye(D), atol=1e-8):
-            raise ValueError(
-                "TwoLayerLinearDMFT: the training inputs must be whitened (X^T X / P = I, needs P >= D); "
-                f"max |X^T X/P - I| = {np.max(np.abs(gram - np.eye(D))):.2g}. Use "
-                "lmech.models.whiten(x_train) (the same span with X^T X / P = I)."
-            )
+        x, beta, resid = whitened_linear_target(data, "TwoLayerLinearDMFT")
         check_gamma0(gamma0, "TwoLayerLinearDMFT")
-        beta = np.sqrt(D) * x.T @ y[:, 0] / P
-        resid = y[:, 0] - x @ beta / np.sqrt(D)
         self.x_train, self.x_test = jnp.asarray(x), jnp.asarray(data.x_test)
         self.beta = jnp.asarray(beta)
         self.gamma0 = jnp.asarray(gamma0, dtype=self.x_train.dtype)

@@ -101,3 +101,31 @@ def test_quick_config_with_tanh():
     assert by["1.0"]["single_slope"] < -0.3
     assert rep.metrics["tanh"]["kernel_limit"] < 1e-6
     assert rep.metrics["tanh"]["fluctuations"]["256"]["max_rel_deviation"] < 0.2
+
+
+DEEP = dmft.Config(
+    dim=8,
+    n_train=32,
+    n_test=16,
+    time=12.0,
+    saves=6,
+    models=("deep-linear",),
+    ntk_gamma0s=(0.025, 0.05, 0.1),
+    deep_gamma0s=(0.5, 1.0),
+    deep_widths=(128, 512, 2048),
+    deep_seeds=4,
+)
+
+
+@pytest.mark.slow  # ~2 min
+def test_deep_linear_networks_approach_the_dmft():
+    rep = run_experiment(dmft, DEEP, progress=False)
+    m = rep.metrics["deep-linear"]
+    assert m["kernel_limit"] < 1e-6
+    assert m["fluctuations"] is None
+    assert 1.8 < m["widths"]["ntk_change_slope_small_gamma0"] < 2.2
+    for g, row in m["widths"]["by_gamma0"].items():
+        assert -0.75 < row["single_slope"] < -0.35, (g, row["single"])
+        assert row["mean"][-1] < 0.03, (g, row["mean"])
+        assert abs(row["ntk_change_real"] / row["ntk_change_dmft"] - 1) < 0.2, (g, row)
+    assert "deep-linear" in rep.summary

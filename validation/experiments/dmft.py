@@ -1,4 +1,5 @@
-r"""Experiment `dmft`: the mean-field (muP) limit of two-layer networks against real GD.
+r"""Experiment `dmft`: the mean-field (muP) limit of two-layer and deep linear networks
+against real GD.
 
 Networks: `MLP(D, [N], 1, parameterization=Parameterization.mean_field(2, γ₀), bias=False)`
 — $f = \sum_i a_i\phi(w_i\cdot x/\sqrt D)/(\gamma_0 N)$ trained by gradient flow with the
@@ -7,7 +8,11 @@ $x \sim \mathcal N(0, I_D)$, whitened ($X^\top X/P = I$, so the linear DMFT's cl
 applies), test points drawn the same way, target $y = y_0\,\beta\cdot x/\sqrt D$ (linear) or
 $y_0\tanh(\beta\cdot x/\sqrt D)$ (tanh), $\beta \sim \mathcal N(0, I_D)$. The theories:
 `TwoLayerLinearDMFT` (linear, an ODE in the order parameters) and `TwoLayerDMFT` (tanh,
-`samples` Monte-Carlo sites with the exact initial kernels as control variate).
+`samples` Monte-Carlo sites with the exact initial kernels as control variate); and
+`deep-linear`: linear networks with `deep_depth` weight layers (`[N] * (deep_depth - 1)`
+hidden) against `DeepLinearDMFT`, solved on a time grid by `SelfConsistent` (its own
+`deep_gamma0s`, `deep_widths`, `deep_seeds`: a width-4096 network of depth 3 costs ~35 s of
+flow on 2 cores; no finite-width variance, which exists for two-layer networks only).
 
 - **Error against width** (`measure_widths`), for each $\gamma_0$: over `seeds` networks per
   width, a single network's error $\max_t \max_x |f_N - f_{\rm DMFT}| / \max|y_*|$ on the test
@@ -48,9 +53,8 @@ from .. import plot
 from ._util import loglog_slope
 
 NAME = "dmft"
-DESCRIPTION = (
-    "Feature learning: two-layer mean-field DMFT (linear, tanh) vs real muP networks across width and γ₀."
-)
+MODELS = ("linear", "tanh", "deep-linear")
+DESCRIPTION = "Feature learning: mean-field DMFT (two-layer linear and tanh, deep linear) vs real muP networks across width and γ₀."
 
 TIGHT = ls.GradientFlow(rtol=1e-9, atol=1e-11)
 
@@ -64,7 +68,7 @@ class Config:
     y0: float = 1.5
     time: float = 20.0
     saves: int = 20
-    models: tuple = ("linear", "tanh")
+    models: tuple = MODELS
     gamma0s: tuple = (0.1, 0.5, 1.0, 2.0)
     ntk_gamma0s: tuple = (0.025, 0.05, 0.1)
     widths: tuple = (128, 256, 512, 1024, 2048, 4096)
@@ -75,11 +79,17 @@ class Config:
     variance_seeds: int = 64
     variance_samples: int = 2048
     variance_saves: int = 4
+    deep_depth: int = 3
+    deep_gamma0s: tuple = (0.5, 1.0)
+    deep_widths: tuple = (128, 256, 512, 1024, 2048, 4096)
+    deep_seeds: int = 4
 
     def __post_init__(self):
         for m in self.models:
-            if m not in ("linear", "tanh"):
-                raise ValueError(f"dmft.Config: models are 'linear' and 'tanh', got {m!r}.")
+            if m not in MODELS:
+                raise ValueError(f"dmft.Config: models are {MODELS}, got {m!r}.")
+        if self.deep_depth < 3 or self.deep_seeds < 2 or self.deep_seeds % 2:
+            raise ValueError("dmft.Config: `deep_depth` must be >= 3 and `deep_seeds` even >= 2.")
         if len(self.widths) < 2 or list(self.widths) != sorted(set(self.widths)) or min(self.widths) < 2:
             raise ValueError(f"dmft.Config: `widths` must be >= 2 increasing widths, got {self.widths}.")
         if not self.gamma0s or min(self.gamma0s) <= 0:
@@ -103,7 +113,7 @@ class Config:
             n_test=16,
             time=12.0,
             saves=6,
-            models=("linear", "tanh"),
+            models=("linear", "tanh", "deep-linear"),
             gamma0s=(0.1, 1.0),
             widths=(128, 512, 2048),
             seeds=4,
@@ -112,6 +122,9 @@ class Config:
             variance_seeds=128,
             variance_samples=1024,
             variance_saves=3,
+            deep_gamma0s=(1.0,),
+            deep_widths=(128, 512, 2048),
+            deep_seeds=2,
         )
 
 
@@ -121,22 +134,43 @@ def make_data(cfg: Config, model: str, key) -> lm.Dataset:
     x = lm.whiten(rng.standard_normal((cfg.n_train, D)))
     xt = rng.standard_normal((cfg.n_test, D))
     beta = rng.standard_normal(D)
-    if model == "linear":
+    if model in ("linear", "deep-linear"):
         target = lambda z: cfg.y0 * (z @ beta / np.sqrt(D))[:, None]  # noqa: E731
     else:
         target = lambda z: cfg.y0 * np.tanh(z @ beta / np.sqrt(D))[:, None]  # noqa: E731
     return lm.Dataset(x, target(x), xt, target(xt))
 
 
+def _hidden(cfg: Config, model: str) -> int:
+    return cfg.deep_depth - 1 if model == "deep-linear" else 1
+
+
 def _network(cfg: Config, model: str, gamma0: float, width: int) -> lm.MLP:
-    table = lm.Parameterization.mean_field(2, gamma0)
-    return lm.MLP(cfg.dim, [width], 1, activation=model, parameterization=table, bias=False)
+    H = _hidden(cfg, model)
+    table = lm.Parameterization.mean_field(H + 1, gamma0)
+    act = "linear" if model == "deep-linear" else model
+    return lm.MLP(cfg.dim, [width] * H, 1, activation=act, parameterization=table, bias=False)
 
 
 def dmft_dynamics(cfg: Config, model: str, data, gamma0: float, key, samples: int | None = None):
     if model == "linear":
         return lm.TwoLayerLinearDMFT(data, gamma0)
+    if model == "deep-linear":
+        return lm.DeepLinearDMFT(data, gamma0, cfg.deep_depth)
     return lm.TwoLayerDMFT(data, gamma0, model, samples=samples or cfg.samples, key=key)
+
+
+def theory_method(model: str):
+    """How each theory is solved: the closed ODEs by a tight adaptive flow, the deep linear
+    DMFT on a time grid (8 intervals per saved interval, Richardson-extrapolated: O(h⁴))."""
+    return ls.SelfConsistent(points=8, extrapolate=True) if model == "deep-linear" else TIGHT
+
+
+def _scan(cfg: Config, model: str) -> tuple[tuple, tuple, int]:
+    """(γ₀s, widths, seeds) of the width scan."""
+    if model == "deep-linear":
+        return cfg.deep_gamma0s, cfg.deep_widths, cfg.deep_seeds
+    return cfg.gamma0s, cfg.widths, cfg.seeds
 
 
 def _schedule(cfg: Config, saves: int) -> dict:
@@ -179,11 +213,13 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
     sched = _schedule(cfg, cfg.saves)
     scale = float(np.max(np.abs(data.y_test)))
     k_dmft, k_net = jax.random.split(key)
+    gamma0s, widths, seeds = _scan(cfg, model)
+    method = theory_method(model)
     out, curves = {}, {}
-    bar = tqdm(cfg.gamma0s, desc=f"dmft {model}", disable=not progress, leave=False)
+    bar = tqdm(gamma0s, desc=f"dmft {model}", disable=not progress, leave=False)
     for g in bar:
         dyn = dmft_dynamics(cfg, model, data, g, k_dmft)
-        theory = ls.solve(dyn, TIGHT, **sched)
+        theory = ls.solve(dyn, method, **sched)
         f_th = np.asarray(theory["f_test"][..., 0])
         single, mean, mean_cv = [], [], []
         if model == "linear":  # each network's own first-order deviation: a control variate
@@ -191,10 +227,10 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
             order = lambda p: dyn.order_parameters(p[-1][0][0], p[0][0])  # noqa: E731  (a, w)
         else:
             response, order = None, None
-        for N in cfg.widths:
+        for N in widths:
             bar.set_postfix(gamma0=g, width=N)
             net = _network(cfg, model, g, N)
-            keys = jax.random.split(k_net, cfg.seeds // 2)
+            keys = jax.random.split(k_net, seeds // 2)
             real = real_ensemble(net, data, keys, sched, antithetic=True, extra=order)
             err = np.max(np.abs(real["f_test"] - f_th), axis=(1, 2)) / scale
             single.append(float(np.mean(err)))
@@ -204,23 +240,23 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
                 mean_cv.append(float(np.max(np.abs((real["f_test"] - dev).mean(0) - f_th)) / scale))
             curves[f"{model}.{g}.loss.N{N}"] = real["loss"].mean(0)
         # the NTK: DMFT's K(t) and one real network of the largest width at the end
-        net = _network(cfg, model, g, cfg.widths[-1])
+        net = _network(cfg, model, g, widths[-1])
         tr = ls.solve(
-            lm.Trained(net, data, key=jax.random.split(k_net, cfg.seeds)[0]), ls.GradientFlow(), **sched
+            lm.Trained(net, data, key=jax.random.split(k_net, seeds)[0]), ls.GradientFlow(), **sched
         )
-        p0 = net.init(jax.random.split(k_net, cfg.seeds)[0])
+        p0 = net.init(jax.random.split(k_net, seeds)[0])
         k_real = [lm.empirical_ntk(net.apply, p, data.x_train, output="trace") for p in (p0, tr.final_state)]
         ntk_th = np.asarray(theory["ntk"])
-        if model == "linear":  # the kernel Θ = x^T K x' from the D x D matrix K
+        if model != "tanh":  # the kernel Θ = x^T K x' from the D x D matrix K
             ntk_th = np.einsum("pd,tde,qe->tpq", data.x_train, ntk_th, data.x_train)
         change = _rel_change(ntk_th)
         out[str(g)] = {
             "single": single,
             "mean": mean,
-            "single_slope": loglog_slope(cfg.widths, single),
-            "mean_slope": loglog_slope(cfg.widths, mean),
+            "single_slope": loglog_slope(widths, single),
+            "mean_slope": loglog_slope(widths, mean),
             "mean_control_variate": mean_cv or None,
-            "mean_control_variate_slope": loglog_slope(cfg.widths, mean_cv) if mean_cv else None,
+            "mean_control_variate_slope": loglog_slope(widths, mean_cv) if mean_cv else None,
             "ntk_change_dmft": float(change[-1]),
             "ntk_change_real": float(_rel_change(np.stack(k_real))[-1]),
             "final_loss_dmft": float(theory["loss"][-1]),
@@ -235,8 +271,8 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
     # the NTK's relative change at small γ₀ (DMFT alone): expected ∝ γ₀²
     small = []
     for g in cfg.ntk_gamma0s:
-        k = ls.solve(dmft_dynamics(cfg, model, data, g, k_dmft), TIGHT, **sched)["ntk"]
-        if model == "linear":
+        k = ls.solve(dmft_dynamics(cfg, model, data, g, k_dmft), method, **sched)["ntk"]
+        if model != "tanh":
             k = np.einsum("pd,tde,qe->tpq", data.x_train, np.asarray(k), data.x_train)
         small.append(float(_rel_change(k)[-1]))
     curves[f"{model}.ntk_change_small"] = np.asarray(small)
@@ -252,8 +288,11 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
 def kernel_limit(cfg: Config, model: str, data, key) -> float:
     """max_t ‖f_DMFT(γ₀ = 0) − f_kernel‖ / max_t ‖f_kernel‖ on the test points."""
     sched = _schedule(cfg, cfg.saves)
-    theory = ls.solve(dmft_dynamics(cfg, model, data, 0.0, key, samples=64), TIGHT, **sched)
-    net = lm.MLP(cfg.dim, [1], 1, activation=model, parameterization="ntk", sigma_w=1.0, bias=False)
+    theory = ls.solve(dmft_dynamics(cfg, model, data, 0.0, key, samples=64), theory_method(model), **sched)
+    act = "linear" if model == "deep-linear" else model
+    net = lm.MLP(
+        cfg.dim, [1] * _hidden(cfg, model), 1, activation=act, parameterization="ntk", sigma_w=1.0, bias=False
+    )
     kernel = ls.solve(lm.Linearized.from_network(net, data), TIGHT, **sched)
     diff = np.max(np.abs(np.asarray(theory["f_test"]) - np.asarray(kernel["f_test"])))
     return float(diff / np.max(np.abs(np.asarray(kernel["f_test"]))))
@@ -284,7 +323,10 @@ def measure_fluctuations(cfg: Config, model: str, data, key) -> tuple[dict, dict
 def compute(config: Config, *, progress: bool = True) -> dict:
     """`metrics`: `setup`, and per model `widths`, `kernel_limit`, `fluctuations`."""
     metrics = {
-        "setup": {k: getattr(config, k) for k in ("dim", "n_train", "n_test", "time", "seeds", "samples")}
+        "setup": {
+            k: getattr(config, k)
+            for k in ("dim", "n_train", "n_test", "time", "seeds", "samples", "deep_depth", "deep_seeds")
+        }
     }
     curves = {}
     for i, model in enumerate(config.models):
@@ -292,8 +334,11 @@ def compute(config: Config, *, progress: bool = True) -> dict:
         data = make_data(config, model, k_data)
         widths, c = measure_widths(config, model, data, k_w, progress=progress)
         curves.update(c)
-        fl, c = measure_fluctuations(config, model, data, k_f)
-        curves.update(c)
+        if model == "deep-linear":  # the finite-width fluctuations exist for two-layer networks only
+            fl = None
+        else:
+            fl, c = measure_fluctuations(config, model, data, k_f)
+            curves.update(c)
         metrics[model] = {
             "widths": widths,
             "kernel_limit": kernel_limit(config, model, data, k_w),
@@ -346,6 +391,9 @@ def figures(results: dict) -> dict:
         axn.loglog(grid, small[0] * (grid / g_small[0]) ** 2, "k:", label="∝ γ₀²")
         axn.set(xlabel="γ₀", ylabel="‖K(T) − K(0)‖/‖K(0)‖", title=f"{model}: NTK change")
         axn.legend(fontsize=7)
+        if not m[model]["fluctuations"]:
+            axv.set_visible(False)
+            continue
         tv = c[f"{model}.variance.times"]
         for key in m[model]["fluctuations"]:
             (line,) = axv.semilogy(
@@ -381,6 +429,12 @@ def summary(results: dict) -> str:
         f"Two-layer mean-field networks (D = {s['dim']}, {s['n_train']} whitened Gaussian training points, "
         f"{s['n_test']} test), gradient flow to t = {s['time']}; {s['seeds']} seeds per width; tanh DMFT with "
         f"{s['samples']} Monte-Carlo sites. Errors are max over time and test points of |f_N − f_DMFT| / max|y|."
+        + (
+            f" deep-linear: {s['deep_depth']} weight layers, {s['deep_seeds']} seeds per width, DMFT on a time grid "
+            "(SelfConsistent, Richardson-extrapolated)."
+            if "deep_depth" in s
+            else ""
+        )
     ]
     for model in _models(m):
         r = m[model]
@@ -403,7 +457,7 @@ def summary(results: dict) -> str:
             f"- {model}: NTK-change slope vs small γ₀ {_f(r['widths']['ntk_change_slope_small_gamma0'])}; "
             f"γ₀ = 0 vs the kernel-regime module: {_f(r['kernel_limit'])} relative."
         )
-        for N, fl in r["fluctuations"].items():
+        for N, fl in (r["fluctuations"] or {}).items():
             lines.append(
                 f"- {model}, variance at N = {N} (measured / predicted over time): "
                 f"{', '.join(f'{x:.2f}' for x in fl['ratio'])}."
@@ -427,7 +481,8 @@ def headline(metrics: dict) -> dict[str, str]:
                 f"{g}: {_f(v['mean_control_variate_slope'])}" for g, v in by.items()
             )
         out[f"{model}: γ₀ = 0 vs kernel regime"] = _f(r["kernel_limit"])
-        out[f"{model}: variance measured/predicted (range over time)"] = ", ".join(
-            f"N={N}: {min(fl['ratio']):.2f}–{max(fl['ratio']):.2f}" for N, fl in r["fluctuations"].items()
-        )
+        if r["fluctuations"]:
+            out[f"{model}: variance measured/predicted (range over time)"] = ", ".join(
+                f"N={N}: {min(fl['ratio']):.2f}–{max(fl['ratio']):.2f}" for N, fl in r["fluctuations"].items()
+            )
     return out
