@@ -236,6 +236,18 @@ class Parameterization(eqx.Module):
                 return ref.name
         return None
 
+    def mean_field_gamma0(self) -> float | None:
+        r"""$\gamma_0$ if the table is (on the symmetry orbit of)
+        `Parameterization.mean_field(depth, γ₀)` — the networks the mean-field DMFTs describe —
+        else None."""
+        g = 1.0 / self.readout_scale
+        ref = Parameterization.mean_field(self.depth, g)
+        if ref.constants_in_multiplier != self.constants_in_multiplier or not math.isclose(
+            self.lr_scale, g * g, rel_tol=1e-12
+        ):
+            return None
+        return g if _close(ref.invariants(), self.invariants()) else None
+
     def legacy_name(self) -> str | None:
         """`"ntk"`/`"standard"` if this table is exactly that string's network (not only on
         its orbit), else None."""

@@ -7,6 +7,8 @@ its dynamical mean-field theory (DMFT, THEORY.md §4), with the finite-width flu
   self-consistently on a time grid (`lmech.solvers.SelfConsistent`).
 - `TwoLayerDMFT`: two-layer nonlinear network — a Monte-Carlo population of single-site
   processes with the exact initial kernels as control variate (exactly the kernel regime at γ₀ = 0).
+- `dmft(net, data)`: which of them describes a network spec (refuses tables with no mean-field
+  limit, with a pointer to the kernel regime where that is the limit).
 - `perturbative`: the O(γ₀²) theory — the kernel regime plus the exact γ₀-curvature of any of
   them at γ₀ = 0.
 - `width_fluctuations`: the O(1/N) covariance of a width-N network's outputs around either
@@ -15,6 +17,7 @@ its dynamical mean-field theory (DMFT, THEORY.md §4), with the finite-width flu
 
 from ._deep_linear import DeepLinearDMFT
 from ._fluctuations import WidthFluctuations, width_fluctuations
+from ._from_network import dmft
 from ._perturbative import Perturbative, perturbative
 from ._two_layer import TwoLayerDMFT
 from ._two_layer_linear import TwoLayerLinearDMFT, whiten
@@ -25,6 +28,7 @@ __all__ = [
     "TwoLayerDMFT",
     "TwoLayerLinearDMFT",
     "WidthFluctuations",
+    "dmft",
     "perturbative",
     "whiten",
     "width_fluctuations",

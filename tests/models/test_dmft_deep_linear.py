@@ -161,3 +161,38 @@ def test_unconverged_fixed_point_is_a_result_code():
     assert np.all(np.isnan(np.asarray(tr["loss"])))
     with pytest.raises(ls.SolveError, match="max_steps"):
         ls.solve(dmft, ls.SelfConsistent(points=2, stages=1, max_steps=2), lr=1.0, steps=4)
+
+
+def test_dmft_of_a_network_spec():
+    data = _data()
+    mf = lambda depth, act="linear", **kw: lm.MLP(  # noqa: E731
+        D,
+        [64] * (depth - 1),
+        1,
+        activation=act,
+        parameterization=lm.Parameterization.mean_field(depth, 0.7),
+        bias=False,
+        **kw,
+    )
+    assert isinstance(lm.dmft(mf(2), data), lm.TwoLayerLinearDMFT)
+    assert isinstance(lm.dmft(mf(2, "tanh"), data, samples=64), lm.TwoLayerDMFT)
+    deep = lm.dmft(mf(4), data)
+    assert isinstance(deep, DeepLinearDMFT) and deep.depth == 4 and float(deep.gamma0) == 0.7
+    # a table on the mean-field orbit is the same theory
+    shifted = lm.MLP(
+        D,
+        [64, 64],
+        1,
+        activation="linear",
+        parameterization=lm.Parameterization.mean_field(3, 0.7).shifted(0.25),
+        bias=False,
+    )
+    assert float(lm.dmft(shifted, data).gamma0) == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="Linearized.from_network"):
+        lm.dmft(lm.MLP(D, [64], 1, activation="linear", parameterization="ntk", bias=False), data)
+    with pytest.raises(ValueError, match="not a mean-field table"):
+        lm.dmft(lm.MLP(D, [64], 1, activation="linear", parameterization="mup", bias=False), data)
+    with pytest.raises(ValueError, match="sigma_w = 1"):
+        lm.dmft(mf(2, sigma_w=2.0), data)
+    with pytest.raises(NotImplementedError, match="deep nonlinear"):
+        lm.dmft(mf(3, "tanh"), data)
