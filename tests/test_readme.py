@@ -62,3 +62,18 @@ def test_feature_learning_example(capsys):
     np.testing.assert_allclose([e1, e2, out[4]], [0.032, 0.012, 1.14], rtol=0.05)  # the printed numbers
     assert out[5] < 1e-8  # γ₀ = 0 is the kernel regime
     assert out[6] < out[7] / 3  # feature learning lowers the loss
+
+
+@pytest.mark.slow  # ~30 s (one width-2048 depth-3 network)
+def test_deep_linear_dmft_example(capsys):
+    ns: dict = {}
+    setup = "import jax\nimport numpy as np\nimport lmech.models as lm\nimport lmech.solvers as ls\n"
+    exec(
+        compile(setup + _block("Deep linear networks: the DMFT"), "README deep-linear DMFT example", "exec"),
+        ns,
+    )
+    err, grad = (float(v) for v in capsys.readouterr().out.split())
+    f, h = ns["loss_at_4"], 1e-5
+    fd = (f(1.0 + h) - f(1.0 - h)) / (2 * h)
+    assert abs(grad - float(fd)) < 1e-7 * abs(float(fd))  # "central differences agree to 3e-9"
+    np.testing.assert_allclose([err, grad], [0.016, -0.00024], rtol=0.05)  # the printed numbers

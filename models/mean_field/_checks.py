@@ -22,12 +22,13 @@ def whitened_linear_target(data, who: str) -> tuple[np.ndarray, np.ndarray, np.n
     $y = X\beta/\sqrt D$) and the residual target $y - X\beta/\sqrt D$."""
     if not isinstance(data, Dataset):
         raise TypeError(f"{who}: `data` must be an lmech Dataset, got {type(data).__name__}.")
+    tol = max(1e-8, 100 * float(np.finfo(np.asarray(data.x_train).dtype).eps))  # float32 data: 1e-5
     x, y = np.asarray(data.x_train, float), np.asarray(data.y_train, float)
     if y.shape[1] != 1:
         raise ValueError(f"{who}: one output only, got targets of shape {y.shape}.")
     P, D = x.shape
     gram = x.T @ x / P
-    if P < D or not np.allclose(gram, np.eye(D), atol=1e-8):
+    if P < D or not np.allclose(gram, np.eye(D), atol=tol):
         raise ValueError(
             f"{who}: the training inputs must be whitened (X^T X / P = I, needs P >= D); "
             f"max |X^T X/P - I| = {np.max(np.abs(gram - np.eye(D))):.2g}. Use "
