@@ -43,6 +43,7 @@ def test_depth_two_is_the_closed_ode(gamma0):
     assert _max_diff(grid, ode, "loss") / float(ode["loss"][0]) < 1e-6
 
 
+@pytest.mark.slow  # 7 s; the default tier checks the grid's accuracy against the closed ODE above
 def test_grid_error_is_second_order():
     data = _data()
     ode = ls.solve(lm.TwoLayerLinearDMFT(data, 1.0), TIGHT, lr=1.0, steps=10)
@@ -54,10 +55,13 @@ def test_grid_error_is_second_order():
     assert -2.2 < slope < -1.8, (errs, slope)
 
 
-@pytest.mark.parametrize("depth", [4])
+@pytest.mark.parametrize("depth", [3])
 def test_gamma0_zero_is_the_kernel_regime(depth):
     data = _data(1)
-    theory = ls.solve(DeepLinearDMFT(data, 0.0, depth), ls.SelfConsistent(points=2), lr=1.0, steps=10)
+    # exact on any grid: the output is integrated exactly for the current kernel
+    theory = ls.solve(
+        DeepLinearDMFT(data, 0.0, depth), ls.SelfConsistent(points=1, stages=2), lr=1.0, steps=10
+    )
     net = lm.MLP(
         D, [1] * (depth - 1), 1, activation="linear", parameterization="ntk", sigma_w=1.0, bias=False
     )
