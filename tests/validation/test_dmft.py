@@ -2,8 +2,9 @@
 report; the kernel limit and the γ₀² law of the NTK change). Slow (~1 min each): the linear
 model at widths 256-4096 — real muP networks approach the DMFT as N^(-1/2), the ensemble mean
 within 2% at N = 4096, the predicted finite-width variance within 20% of 64 seeds' — and the
-quick config with tanh. The unit claims are also checked by default in
-tests/models/test_dmft_two_layer*.py."""
+quick config with tanh; deep linear networks (depth 3, widths 128-2048) against the grid DMFT
+(~3.5 min). The unit claims are also checked by default in
+tests/models/test_dmft_*.py."""
 
 import numpy as np
 import pytest
@@ -117,7 +118,7 @@ DEEP = dmft.Config(
 )
 
 
-@pytest.mark.slow  # ~2 min
+@pytest.mark.slow  # ~3.5 min
 def test_deep_linear_networks_approach_the_dmft():
     rep = run_experiment(dmft, DEEP, progress=False)
     m = rep.metrics["deep-linear"]
