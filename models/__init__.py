@@ -40,6 +40,7 @@ from .finite_width import (
     pair_statistics,
 )
 from .mean_field import (
+    DeepDMFT,
     DeepLinearDMFT,
     Perturbative,
     TwoLayerDMFT,
@@ -52,6 +53,7 @@ from .mean_field import (
 )
 
 __all__ = [
+    "DeepDMFT",
     "DeepLinearDMFT",
     "Parameterization",
     "TwoLayerDMFT",

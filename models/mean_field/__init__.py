@@ -5,6 +5,8 @@ its dynamical mean-field theory (DMFT, THEORY.md §4), with the finite-width flu
   parameters, exact at every width from a realization's own start.
 - `DeepLinearDMFT`: deep linear network, whitened data — two-time order parameters closed
   self-consistently on a time grid (`lmech.solvers.SelfConsistent`).
+- `DeepDMFT`: deep nonlinear network — Monte-Carlo single sites and their response functions
+  on a time grid (`SelfConsistent`), the exact initial kernels as control variate.
 - `TwoLayerDMFT`: two-layer nonlinear network — a Monte-Carlo population of single-site
   processes with the exact initial kernels as control variate (exactly the kernel regime at γ₀ = 0).
 - `dmft(net, data)`: which of them describes a network spec (refuses tables with no mean-field
@@ -15,6 +17,7 @@ its dynamical mean-field theory (DMFT, THEORY.md §4), with the finite-width flu
   DMFT (linear response to the empirical measure of its neurons).
 """
 
+from ._deep import DeepDMFT
 from ._deep_linear import DeepLinearDMFT
 from ._fluctuations import WidthFluctuations, width_fluctuations
 from ._from_network import dmft
@@ -23,6 +26,7 @@ from ._two_layer import TwoLayerDMFT
 from ._two_layer_linear import TwoLayerLinearDMFT, whiten
 
 __all__ = [
+    "DeepDMFT",
     "DeepLinearDMFT",
     "Perturbative",
     "TwoLayerDMFT",

@@ -7,6 +7,7 @@ from typing import Any
 from .._activations import AbstractActivation
 from .._data import Dataset
 from .._mlp import MLP
+from ._deep import DeepDMFT
 from ._deep_linear import DeepLinearDMFT
 from ._two_layer import TwoLayerDMFT
 from ._two_layer_linear import TwoLayerLinearDMFT
@@ -21,7 +22,8 @@ def dmft(net: MLP, data: Dataset, *, samples: int = 16384, key: Any = None):
     on its symmetry orbit — without biases, $\sigma_w = 1$, one output. Returns
     `TwoLayerLinearDMFT` (depth 2, linear; whitened inputs), `TwoLayerDMFT` (depth 2, any
     activation; `samples` Monte-Carlo sites from `key`) or `DeepLinearDMFT` (deeper, linear;
-    whitened inputs; solve it with `SelfConsistent()`).
+    whitened inputs) or `DeepDMFT` (deeper, any smooth activation; at most 4096 of the
+    `samples` sites per layer) — solve the deep ones with `SelfConsistent()`.
     """
     if not isinstance(net, MLP):
         raise TypeError(f"dmft: `net` must be an lmech MLP, got {type(net).__name__}.")
@@ -53,7 +55,4 @@ def dmft(net: MLP, data: Dataset, *, samples: int = 16384, key: Any = None):
         return TwoLayerDMFT(data, g, act, samples=samples, key=key)
     if linear:
         return DeepLinearDMFT(data, g, table.depth)
-    raise NotImplementedError(
-        f"dmft: the DMFT of a deep nonlinear network (depth {table.depth}, {name}) is not implemented; "
-        "lmech has the two-layer DMFT for any activation and the deep DMFT for linear networks."
-    )
+    return DeepDMFT(data, g, table.depth, act, samples=min(samples, 4096), key=key)

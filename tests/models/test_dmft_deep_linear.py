@@ -207,5 +207,5 @@ def test_dmft_of_a_network_spec():
         lm.dmft(lm.MLP(D, [64], 1, activation="linear", parameterization="mup", bias=False), data)
     with pytest.raises(ValueError, match="sigma_w = 1"):
         lm.dmft(mf(2, sigma_w=2.0), data)
-    with pytest.raises(NotImplementedError, match="deep nonlinear"):
-        lm.dmft(mf(3, "tanh"), data)
+    nonlinear = lm.dmft(mf(3, "tanh"), data, samples=64)
+    assert isinstance(nonlinear, lm.DeepDMFT) and nonlinear.depth == 3 and nonlinear.samples == 64
