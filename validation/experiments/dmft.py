@@ -12,7 +12,11 @@ $y_0\tanh(\beta\cdot x/\sqrt D)$ (tanh), $\beta \sim \mathcal N(0, I_D)$. The th
 `deep-linear`: linear networks with `deep_depth` weight layers (`[N] * (deep_depth - 1)`
 hidden) against `DeepLinearDMFT`, solved on a time grid by `SelfConsistent` (its own
 `deep_gamma0s`, `deep_widths`, `deep_seeds`: a width-4096 network of depth 3 costs ~35 s of
-flow on 2 cores; no finite-width variance, which exists for two-layer networks only).
+flow on 2 cores; no finite-width variance, which exists for two-layer networks only); and
+`deep-tanh`: tanh networks of the same depth against `DeepDMFT` (Monte-Carlo sites and
+response functions on a time grid), on `deep_tanh_train` raw Gaussian points (the grid
+solve costs $(Pn)^3$ per site) with the tanh target, flow time `deep_tanh_time`; no
+small-γ₀ NTK scan for it (a solve takes minutes).
 
 - **Error against width** (`measure_widths`), for each $\gamma_0$: over `seeds` networks per
   width, a single network's error $\max_t \max_x |f_N - f_{\rm DMFT}| / \max|y_*|$ on the test
@@ -53,8 +57,9 @@ from .. import plot
 from ._util import loglog_slope
 
 NAME = "dmft"
-MODELS = ("linear", "tanh", "deep-linear")
-DESCRIPTION = "Feature learning: mean-field DMFT (two-layer linear and tanh, deep linear) vs real muP networks across width and γ₀."
+MODELS = ("linear", "tanh", "deep-linear", "deep-tanh")
+DEEP = ("deep-linear", "deep-tanh")
+DESCRIPTION = "Feature learning: mean-field DMFT (two-layer linear and tanh, deep linear and tanh) vs real muP networks across width and γ₀."
 
 TIGHT = ls.GradientFlow(rtol=1e-9, atol=1e-11)
 
@@ -83,6 +88,11 @@ class Config:
     deep_gamma0s: tuple = (0.5, 1.0)
     deep_widths: tuple = (128, 256, 512, 1024, 2048, 4096)
     deep_seeds: int = 4
+    deep_tanh_train: int = 8
+    deep_tanh_test: int = 8
+    deep_tanh_time: float = 10.0
+    deep_tanh_saves: int = 10
+    deep_tanh_samples: int = 8192
 
     def __post_init__(self):
         for m in self.models:
@@ -113,7 +123,7 @@ class Config:
             n_test=16,
             time=12.0,
             saves=6,
-            models=("linear", "tanh", "deep-linear"),
+            models=("linear", "tanh", "deep-linear", "deep-tanh"),
             gamma0s=(0.1, 1.0),
             widths=(128, 512, 2048),
             seeds=4,
@@ -125,14 +135,23 @@ class Config:
             deep_gamma0s=(1.0,),
             deep_widths=(128, 512, 2048),
             deep_seeds=2,
+            deep_tanh_train=6,
+            deep_tanh_test=4,
+            deep_tanh_time=6.0,
+            deep_tanh_saves=6,
+            deep_tanh_samples=2048,
         )
 
 
 def make_data(cfg: Config, model: str, key) -> lm.Dataset:
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel()[-1])
     D = cfg.dim
-    x = lm.whiten(rng.standard_normal((cfg.n_train, D)))
-    xt = rng.standard_normal((cfg.n_test, D))
+    if model == "deep-tanh":  # the grid DMFT costs (P n)^3: a few raw Gaussian points
+        x = rng.standard_normal((cfg.deep_tanh_train, D))
+        xt = rng.standard_normal((cfg.deep_tanh_test, D))
+    else:
+        x = lm.whiten(rng.standard_normal((cfg.n_train, D)))
+        xt = rng.standard_normal((cfg.n_test, D))
     beta = rng.standard_normal(D)
     if model in ("linear", "deep-linear"):
         target = lambda z: cfg.y0 * (z @ beta / np.sqrt(D))[:, None]  # noqa: E731
@@ -142,14 +161,17 @@ def make_data(cfg: Config, model: str, key) -> lm.Dataset:
 
 
 def _hidden(cfg: Config, model: str) -> int:
-    return cfg.deep_depth - 1 if model == "deep-linear" else 1
+    return cfg.deep_depth - 1 if model in DEEP else 1
 
 
 def _network(cfg: Config, model: str, gamma0: float, width: int) -> lm.MLP:
     H = _hidden(cfg, model)
     table = lm.Parameterization.mean_field(H + 1, gamma0)
-    act = "linear" if model == "deep-linear" else model
-    return lm.MLP(cfg.dim, [width] * H, 1, activation=act, parameterization=table, bias=False)
+    return lm.MLP(cfg.dim, [width] * H, 1, activation=_activation(model), parameterization=table, bias=False)
+
+
+def _activation(model: str) -> str:
+    return {"deep-linear": "linear", "deep-tanh": "tanh"}.get(model, model)
 
 
 def dmft_dynamics(cfg: Config, model: str, data, gamma0: float, key, samples: int | None = None):
@@ -157,23 +179,35 @@ def dmft_dynamics(cfg: Config, model: str, data, gamma0: float, key, samples: in
         return lm.TwoLayerLinearDMFT(data, gamma0)
     if model == "deep-linear":
         return lm.DeepLinearDMFT(data, gamma0, cfg.deep_depth)
+    if model == "deep-tanh":
+        return lm.DeepDMFT(
+            data, gamma0, cfg.deep_depth, "tanh", samples=samples or cfg.deep_tanh_samples, key=cfg.seed
+        )
     return lm.TwoLayerDMFT(data, gamma0, model, samples=samples or cfg.samples, key=key)
 
 
 def theory_method(model: str):
     """How each theory is solved: the closed ODEs by a tight adaptive flow, the deep linear
-    DMFT on a time grid (8 intervals per saved interval, Richardson-extrapolated: O(h⁴))."""
-    return ls.SelfConsistent(points=8, extrapolate=True) if model == "deep-linear" else TIGHT
+    DMFT on a time grid (8 intervals per saved interval, Richardson-extrapolated: O(h⁴)), the
+    deep tanh DMFT on 1 and 2 intervals per saved interval, extrapolated (its Monte-Carlo
+    sweeps converge to ~1e-8, hence the looser tolerance)."""
+    if model == "deep-linear":
+        return ls.SelfConsistent(points=8, extrapolate=True)
+    if model == "deep-tanh":
+        return ls.SelfConsistent(points=1, extrapolate=True, rtol=1e-6, atol=1e-6)
+    return TIGHT
 
 
 def _scan(cfg: Config, model: str) -> tuple[tuple, tuple, int]:
     """(γ₀s, widths, seeds) of the width scan."""
-    if model == "deep-linear":
+    if model in DEEP:
         return cfg.deep_gamma0s, cfg.deep_widths, cfg.deep_seeds
     return cfg.gamma0s, cfg.widths, cfg.seeds
 
 
-def _schedule(cfg: Config, saves: int) -> dict:
+def _schedule(cfg: Config, saves: int, model: str | None = None) -> dict:
+    if model == "deep-tanh":
+        return dict(lr=cfg.deep_tanh_time / cfg.deep_tanh_saves, steps=cfg.deep_tanh_saves, save_every=1)
     return dict(lr=cfg.time / saves, steps=saves, save_every=1)
 
 
@@ -214,7 +248,7 @@ def _rel_change(k):
 
 
 def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True):
-    sched = _schedule(cfg, cfg.saves)
+    sched = _schedule(cfg, cfg.saves, model)
     scale = float(np.max(np.abs(data.y_test)))
     k_dmft, k_net = jax.random.split(key)
     gamma0s, widths, seeds = _scan(cfg, model)
@@ -236,9 +270,7 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
             net = _network(cfg, model, g, N)
             keys = jax.random.split(k_net, seeds // 2)
             # deep networks one at a time: a batch of four width-4096 depth-3 flows exceeds 24 GB
-            real = real_ensemble(
-                net, data, keys, sched, antithetic=True, extra=order, serial=model == "deep-linear"
-            )
+            real = real_ensemble(net, data, keys, sched, antithetic=True, extra=order, serial=model in DEEP)
             err = np.max(np.abs(real["f_test"] - f_th), axis=(1, 2)) / scale
             single.append(float(np.mean(err)))
             mean.append(float(np.max(np.abs(real["f_test"].mean(0) - f_th)) / scale))
@@ -254,13 +286,13 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
         p0 = net.init(jax.random.split(k_net, seeds)[0])
         # NTK-vector products for the deep nets: a dense Jacobian of a width-4096 depth-3 network on
         # 64 points is 8.6 GB
-        how = "ntvp" if model == "deep-linear" else "jacobian"
+        how = "ntvp" if model in DEEP else "jacobian"
         k_real = [
             lm.empirical_ntk(net.apply, p, data.x_train, output="trace", method=how)
             for p in (p0, tr.final_state)
         ]
         ntk_th = np.asarray(theory["ntk"])
-        if model != "tanh":  # the kernel Θ = x^T K x' from the D x D matrix K
+        if model in ("linear", "deep-linear"):  # the kernel Θ = x^T K x' from the D x D matrix K
             ntk_th = np.einsum("pd,tde,qe->tpq", data.x_train, ntk_th, data.x_train)
         change = _rel_change(ntk_th)
         out[str(g)] = {
@@ -281,6 +313,12 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
         if mean_cv:
             curves[f"{model}.{g}.mean_cv"] = np.asarray(mean_cv)
     curves[f"{model}.times"] = np.asarray(theory.times)
+    if model == "deep-tanh":  # ~7 min per grid DMFT solve here: no small-γ₀ scan
+        return {
+            "by_gamma0": out,
+            "ntk_change_small_gamma0": None,
+            "ntk_change_slope_small_gamma0": None,
+        }, curves
     # the NTK's relative change at small γ₀ (DMFT alone): expected ∝ γ₀²
     small = []
     for g in cfg.ntk_gamma0s:
@@ -300,11 +338,16 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
 
 def kernel_limit(cfg: Config, model: str, data, key) -> float:
     """max_t ‖f_DMFT(γ₀ = 0) − f_kernel‖ / max_t ‖f_kernel‖ on the test points."""
-    sched = _schedule(cfg, cfg.saves)
+    sched = _schedule(cfg, cfg.saves, model)
     theory = ls.solve(dmft_dynamics(cfg, model, data, 0.0, key, samples=64), theory_method(model), **sched)
-    act = "linear" if model == "deep-linear" else model
     net = lm.MLP(
-        cfg.dim, [1] * _hidden(cfg, model), 1, activation=act, parameterization="ntk", sigma_w=1.0, bias=False
+        cfg.dim,
+        [1] * _hidden(cfg, model),
+        1,
+        activation=_activation(model),
+        parameterization="ntk",
+        sigma_w=1.0,
+        bias=False,
     )
     kernel = ls.solve(lm.Linearized.from_network(net, data), TIGHT, **sched)
     diff = np.max(np.abs(np.asarray(theory["f_test"]) - np.asarray(kernel["f_test"])))
@@ -338,7 +381,19 @@ def compute(config: Config, *, progress: bool = True) -> dict:
     metrics = {
         "setup": {
             k: getattr(config, k)
-            for k in ("dim", "n_train", "n_test", "time", "seeds", "samples", "deep_depth", "deep_seeds")
+            for k in (
+                "dim",
+                "n_train",
+                "n_test",
+                "time",
+                "seeds",
+                "samples",
+                "deep_depth",
+                "deep_seeds",
+                "deep_tanh_train",
+                "deep_tanh_time",
+                "deep_tanh_samples",
+            )
         }
     }
     curves = {}
@@ -347,7 +402,7 @@ def compute(config: Config, *, progress: bool = True) -> dict:
         data = make_data(config, model, k_data)
         widths, c = measure_widths(config, model, data, k_w, progress=progress)
         curves.update(c)
-        if model == "deep-linear":  # the finite-width fluctuations exist for two-layer networks only
+        if model in DEEP:  # the finite-width fluctuations exist for two-layer networks only
             fl = None
         else:
             fl, c = measure_fluctuations(config, model, data, k_f)
@@ -398,10 +453,11 @@ def figures(results: dict) -> dict:
         by = m[model]["widths"]["by_gamma0"]
         axn.loglog(gs, [by[g]["ntk_change_dmft"] for g in gammas], "o-", label="DMFT")
         axn.loglog(gs, [by[g]["ntk_change_real"] for g in gammas], "s", label=f"real, N={widths[-1]}")
-        g_small, small = c[f"{model}.ntk_gamma0s"], c[f"{model}.ntk_change_small"]
-        axn.loglog(g_small, small, "^", label="DMFT, small γ₀")
-        grid = np.geomspace(g_small[0], gs.max(), 20)
-        axn.loglog(grid, small[0] * (grid / g_small[0]) ** 2, "k:", label="∝ γ₀²")
+        if f"{model}.ntk_gamma0s" in c:
+            g_small, small = c[f"{model}.ntk_gamma0s"], c[f"{model}.ntk_change_small"]
+            axn.loglog(g_small, small, "^", label="DMFT, small γ₀")
+            grid = np.geomspace(g_small[0], gs.max(), 20)
+            axn.loglog(grid, small[0] * (grid / g_small[0]) ** 2, "k:", label="∝ γ₀²")
         axn.set(xlabel="γ₀", ylabel="‖K(T) − K(0)‖/‖K(0)‖", title=f"{model}: NTK change")
         axn.legend(fontsize=7)
         if not m[model]["fluctuations"]:
@@ -443,8 +499,9 @@ def summary(results: dict) -> str:
         f"{s['n_test']} test), gradient flow to t = {s['time']}; {s['seeds']} seeds per width; tanh DMFT with "
         f"{s['samples']} Monte-Carlo sites. Errors are max over time and test points of |f_N − f_DMFT| / max|y|."
         + (
-            f" deep-linear: {s['deep_depth']} weight layers, {s['deep_seeds']} seeds per width, DMFT on a time grid "
-            "(SelfConsistent, Richardson-extrapolated)."
+            f" deep-linear and deep-tanh: {s['deep_depth']} weight layers, {s['deep_seeds']} seeds per width, DMFT on "
+            "a time grid (SelfConsistent, Richardson-extrapolated); deep-tanh on its own small data set "
+            f"({s.get('deep_tanh_train', '?')} points, {s.get('deep_tanh_samples', '?')} Monte-Carlo sites)."
             if "deep_depth" in s
             else ""
         )
