@@ -96,5 +96,6 @@ def test_feature_learning_notebook(tmp_path, monkeypatch):
     assert rel(d["gradient"], d["finite_differences"]) < 1e-6
     assert max(abs(x - 1) for x in r["variance_ratio"]) < 0.25
     assert -0.75 < r["deep_single_slope"] < -0.3  # theory: -1/2
+    assert r["deep_tanh_single_slope"] < -0.2  # theory: -1/2 (a 4096-site DMFT, 4 networks per width)
     d = r["deep_dloss_dgamma0"]
     assert rel(d["gradient"], d["finite_differences"]) < 1e-6

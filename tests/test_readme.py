@@ -77,3 +77,14 @@ def test_deep_linear_dmft_example(capsys):
     fd = (f(1.0 + h) - f(1.0 - h)) / (2 * h)
     assert abs(grad - float(fd)) < 1e-7 * abs(float(fd))  # "central differences agree to 3e-9"
     np.testing.assert_allclose([err, grad], [0.016, -0.00024], rtol=0.05)  # the printed numbers
+
+
+@pytest.mark.slow  # ~1.5 min: a depth-3 tanh DMFT with 8192 sites per layer and a width-4096 network
+def test_deep_dmft_example(capsys):
+    ns: dict = {}
+    setup = "import jax\nimport numpy as np\nimport lmech.models as lm\nimport lmech.solvers as ls\n"
+    exec(
+        compile(setup + _block("Deep nonlinear networks: `DeepDMFT`"), "README deep DMFT example", "exec"), ns
+    )
+    (err,) = (float(v) for v in capsys.readouterr().out.split())
+    np.testing.assert_allclose(err, 0.032, rtol=0.05)  # the printed number
