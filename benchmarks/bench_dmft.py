@@ -13,10 +13,12 @@
 3. `TwoLayerDMFT` (tanh, M = 4096 Monte-Carlo sites) against one width-4096 tanh network, both
    by gradient flow to the same time, for P = 32 … 512 training points: time and fitted
    exponents in P (the DMFT's ODE costs O(M·P·(P + Q)) per step).
+4. `--deep-tanh` (its own section): `DeepDMFT` (depth 3, tanh; Monte-Carlo sites and response
+   functions on a time grid) against one width-4096 network, P = 4 and 8.
 
 Timings need a quiet machine: the 1-minute load average is recorded at the start and end.
 
-    python benchmarks/bench_dmft.py [--quick]
+    python benchmarks/bench_dmft.py [--quick] [--deep-tanh]
 """
 
 from __future__ import annotations
@@ -164,11 +166,67 @@ def two_layer_vs_P(quick: bool) -> list[str]:
     return lines
 
 
+def deep_tanh_vs_network(quick: bool) -> list[str]:
+    """`DeepDMFT` (depth 3, tanh, γ₀ = 1; raw Gaussian inputs, flow time 10, 11 grid times,
+    8192 sites, 1024 response sites) against one width-4096 network of the same depth, both to
+    the same time, for P = 4 and 8 (+ 8 test points)."""
+    rows = []
+    for P in (4,) if quick else (4, 8):
+        rng = np.random.default_rng(P)
+        x, xt, beta = rng.standard_normal((P, D)), rng.standard_normal((8, D)), rng.standard_normal(D)
+        f = lambda v: Y0 * np.tanh(v @ beta / np.sqrt(D))[:, None]  # noqa: E731
+        data = lm.Dataset(x, f(x), xt, f(xt))
+        kw = dict(lr=1.0, steps=10, save_every=1)
+        dmft = lm.DeepDMFT(data, 1.0, 3, "tanh", samples=8192)
+        method = ls.SelfConsistent(points=1, rtol=1e-6, atol=1e-6)
+        net = lm.MLP(
+            D,
+            [4096, 4096],
+            1,
+            activation="tanh",
+            parameterization=lm.Parameterization.mean_field(3, 1.0),
+            bias=False,
+        )
+        trained = lm.Trained(net, data, key=jax.random.key(0))
+        fns = {
+            "DMFT": lambda: ls.solve(dmft, method, **kw)["f_test"],
+            "network": lambda: ls.solve(trained, ls.GradientFlow(), **kw)["f_test"],
+        }
+        res = timed_interleaved(fns, repeats=1)
+        rows.append((P, res["DMFT"], res["network"]))
+    lines = [
+        "### Deep tanh DMFT (Monte Carlo) vs training the network (3 weight layers, γ₀ = 1, flow time 10)",
+        "",
+        "`DeepDMFT` with 8192 sites per layer (1024 for the response functions) on 11 grid times "
+        "against gradient flow of one width-4096 network to the same time; + 8 test points.",
+        "",
+        "| P | DMFT first (s) | DMFT warm (s) | network first (s) | network warm (s) | DMFT / network (warm) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for P, d, n in rows:
+        lines.append(f"| {P} | {d[0]:.1f} | {d[1]:.1f} | {n[0]:.1f} | {n[1]:.1f} | {d[1] / n[1]:.1f}× |")
+    return lines + [""]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (≤ 2 min)")
+    ap.add_argument(
+        "--deep-tanh", action="store_true", help="only the deep tanh DMFT vs its network (its own section)"
+    )
     args = ap.parse_args()
     load0 = os.getloadavg()[0]
+    if args.deep_tanh:
+        lines = deep_tanh_vs_network(args.quick)
+        lines += [
+            f"Machine load (1-minute average): {load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end."
+        ]
+        print("\n".join(lines))
+        write_section(
+            "DMFT: deep tanh (Monte Carlo) against training" + (" (quick)" if args.quick else ""),
+            "\n".join(lines),
+        )
+        return
     lines = ["Warm = median of alternating calls after one compiling call each; float64.", ""]
     lines += deep_grid(args.quick)
     lines += deep_vs_network(args.quick)

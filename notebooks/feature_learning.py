@@ -230,7 +230,9 @@ tanh_target = lambda z: 1.5 * np.tanh(z @ bd / np.sqrt(D))[:, None]  # noqa: E73
 tanh_data = lm.Dataset(xd, tanh_target(xd), xd_test, tanh_target(xd_test))
 kwt = dict(lr=1.0, steps=6, save_every=1)
 tanh_theory = ls.solve(
-    lm.DeepDMFT(tanh_data, 1.0, 3, "tanh", samples=4096), ls.SelfConsistent(points=1, rtol=1e-6, atol=1e-6), **kwt
+    lm.DeepDMFT(tanh_data, 1.0, 3, "tanh", samples=4096),
+    ls.SelfConsistent(points=1, rtol=1e-6, atol=1e-6),
+    **kwt,
 )
 tanh_err = []
 for w in deep_widths:
