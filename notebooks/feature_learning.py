@@ -178,22 +178,28 @@ grid = ls.SelfConsistent(points=8, extrapolate=True)
 kwd = dict(lr=0.5, steps=24, save_every=4)
 deep_theory = ls.solve(deep, grid, **kwd)
 deep_widths = [2 * SIZE, 8 * SIZE, 32 * SIZE]
-deep_err = []
-for w in deep_widths:
-    net = lm.MLP(
-        D, [w, w], 1, activation="linear", parameterization=lm.Parameterization.mean_field(3, 1.0), bias=False
+
+
+def deep_errors(theory, data, activation, label, **kw):
+    """Mean over 4 depth-3 networks per width of max |f_N − f_DMFT| / 1.5, and its slope."""
+    err = []
+    for w in deep_widths:
+        table = lm.Parameterization.mean_field(3, 1.0)
+        net = lm.MLP(D, [w, w], 1, activation=activation, parameterization=table, bias=False)
+        f, _ = real_runs(net, data, 4, **kw)
+        err.append(
+            float(np.mean(np.max(np.abs(f - np.asarray(theory["f_test"])[..., 0]), axis=(1, 2)))) / 1.5
+        )
+    slope = float(np.polyfit(np.log(deep_widths), np.log(err), 1)[0])
+    print(
+        f"{label}, single-network error by width:",
+        dict(zip(deep_widths, np.round(err, 4))),
+        f"slope {slope:.2f}",
     )
-    f, _ = real_runs(net, lin_data, 4, **kwd)
-    deep_err.append(
-        float(np.mean(np.max(np.abs(f - np.asarray(deep_theory["f_test"])[..., 0]), axis=(1, 2)))) / 1.5
-    )
-deep_slope = float(np.polyfit(np.log(deep_widths), np.log(deep_err), 1)[0])
-print(
-    "depth 3, single-network error by width:",
-    dict(zip(deep_widths, np.round(deep_err, 4))),
-    f"slope {deep_slope:.2f}",
-)
-results["deep_single_slope"] = deep_slope
+    return slope
+
+
+results["deep_single_slope"] = deep_errors(deep_theory, lin_data, "linear", "depth 3", **kwd)
 
 plt.figure(figsize=(5, 3.6))
 for l in range(2):
@@ -234,22 +240,7 @@ tanh_theory = ls.solve(
     ls.SelfConsistent(points=1, rtol=1e-6, atol=1e-6),
     **kwt,
 )
-tanh_err = []
-for w in deep_widths:
-    net = lm.MLP(
-        D, [w, w], 1, activation="tanh", parameterization=lm.Parameterization.mean_field(3, 1.0), bias=False
-    )
-    f, _ = real_runs(net, tanh_data, 4, **kwt)
-    tanh_err.append(
-        float(np.mean(np.max(np.abs(f - np.asarray(tanh_theory["f_test"])[..., 0]), axis=(1, 2)))) / 1.5
-    )
-tanh_slope = float(np.polyfit(np.log(deep_widths), np.log(tanh_err), 1)[0])
-print(
-    "depth 3 tanh, single-network error by width:",
-    dict(zip(deep_widths, np.round(tanh_err, 4))),
-    f"slope {tanh_slope:.2f}",
-)
-results["deep_tanh_single_slope"] = tanh_slope
+results["deep_tanh_single_slope"] = deep_errors(tanh_theory, tanh_data, "tanh", "depth 3 tanh", **kwt)
 
 ntk_t = np.asarray(tanh_theory["ntk"])
 plt.figure(figsize=(5, 3.6))
