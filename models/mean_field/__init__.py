@@ -19,7 +19,7 @@ its dynamical mean-field theory (DMFT, THEORY.md §4), with the finite-width flu
 
 from ._deep import DeepDMFT
 from ._deep_linear import DeepLinearDMFT
-from ._fluctuations import WidthFluctuations, width_fluctuations
+from ._fluctuations import WidthFluctuations, network_deviation, width_fluctuations
 from ._from_network import dmft
 from ._perturbative import Perturbative, perturbative
 from ._two_layer import TwoLayerDMFT
@@ -33,6 +33,7 @@ __all__ = [
     "TwoLayerLinearDMFT",
     "WidthFluctuations",
     "dmft",
+    "network_deviation",
     "perturbative",
     "whiten",
     "width_fluctuations",

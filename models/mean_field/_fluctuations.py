@@ -127,6 +127,78 @@ def width_fluctuations(dmft, width: int, method, **solve_kwargs) -> WidthFluctua
     return _nonlinear(dmft, width, method, solve, solve_kwargs)
 
 
+def network_deviation(
+    dmft: TwoLayerDMFT, readout, weights, method, *, reference=None, **solve_kwargs
+) -> Float[Array, "T Q"]:
+    r"""The first-order deviation of one width-$N$ network's test outputs from the two-layer
+    nonlinear DMFT's solution $F$ (`solve(dmft, method, **solve_kwargs)`).
+
+    A two-layer mean-field network *is* the site population of its $N$ neurons; call $G(\mu)$
+    the solution for a site measure $\mu$ without the DMFT's initial-kernel control variate,
+    so that the network is $G(\mu_N)$ exactly. The deviation is returned as
+    $G'(\mu_M)[\mu_N - \mu_M] + G(\mu_M) - F$: the derivative of $G$ as the DMFT's $M$ sites'
+    measure moves towards the network's neurons (the neurons join as extra sites; one
+    forward-mode pass through the solve; it includes the network's initial output and its
+    initial kernel's fluctuation), plus the sites' own offset from $F$. What the network
+    differs from $F$ by beyond it is second order; over initializations the deviation has
+    mean about zero, so subtracting it from each network is a control variate for ensemble
+    means: what remains is the $O(1/N)$ bias and second-order noise.
+
+    - `readout`: the network's readout weights $a$ `(N,)`; `weights`: its first-layer
+      weights $w$ `(N, D)` — both $\mathcal N(0, 1)$ at initialization, in the DMFT's
+      normalization ($f = \sum_i a_i\phi(w_i\cdot x/\sqrt D)/(\gamma_0 N)$; in the params of
+      `MLP(..., parameterization=Parameterization.mean_field(2, γ₀), bias=False)`:
+      `(params[-1][0][0], params[0][0])`).
+    - `method`, `solve_kwargs`: as for `solve(dmft, ...)` (an adaptive `GradientFlow` is
+      switched to forward-mode differentiation); `reference`: $F$'s test outputs `(T, Q)` if
+      already solved.
+    """
+    from lmech.solvers import solve
+
+    if not isinstance(dmft, TwoLayerDMFT):
+        raise TypeError(f"network_deviation: needs a TwoLayerDMFT, got {type(dmft).__name__}.")
+    a = jnp.asarray(readout, dmft.a0.dtype)
+    w = jnp.asarray(weights, dmft.a0.dtype)
+    D = dmft.x_all.shape[1]
+    if a.ndim != 1 or w.shape != (a.shape[0], D):
+        raise ValueError(
+            f"network_deviation: `readout` must be (N,) and `weights` (N, {D}); got {a.shape} and {w.shape}."
+        )
+    if reference is None:
+        reference = _outputs(solve(dmft, method, **solve_kwargs))
+    M, N = dmft.samples, a.shape[0]
+    h = w @ dmft.x_all.T / np.sqrt(D)
+    zero = jnp.zeros_like(dmft.k_offset)
+    grown = eqx.tree_at(
+        lambda m: (m.a0, m.h0, m.weights, m.k_offset, m.phi_offset, m.g_offset),
+        dmft,
+        (
+            jnp.concatenate([dmft.a0, a]),
+            jnp.concatenate([dmft.h0, h]),
+            jnp.zeros(M + N, a.dtype),
+            zero,
+            zero,
+            zero,
+        ),
+    )
+    base = jnp.concatenate([dmft.weights, jnp.zeros(N, a.dtype)])
+    move = jnp.concatenate([-dmft.weights, jnp.full(N, 1.0 / N, a.dtype)])
+    out0 = grown.a0[:, None] * dmft.activation(grown.h0) / dmft.gamma0  # (M + N, P + Q)
+    if hasattr(method, "adjoint"):
+        import diffrax
+
+        method = eqx.tree_at(lambda m: m.adjoint, method, diffrax.ForwardMode())
+
+    def run(eps):
+        site_weights = base + eps * move
+        d = eqx.tree_at(lambda m: m.weights, grown, site_weights)
+        s0 = {**d.init(), "f": site_weights @ out0}
+        return _outputs(solve(d, method, state0=s0, **solve_kwargs))
+
+    value, slope = jax.jvp(run, (jnp.zeros((), a.dtype),), (jnp.ones((), a.dtype),))
+    return slope + value - reference
+
+
 def _outputs(traj):
     return traj["f_test"][..., 0]
 

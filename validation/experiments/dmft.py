@@ -28,7 +28,9 @@ small-γ₀ NTK scan for it (a solve takes minutes).
   which with a few seeds still falls as $N^{-1/2}$. For the linear model the mean is also
   measured with each network's own first-order deviation subtracted
   (`WidthFluctuations.first_order`, mean zero over initializations): what is left is the
-  $O(1/N)$ bias and second-order noise, expected slope $-1$.
+  $O(1/N)$ bias and second-order noise, expected slope $-1$; for tanh likewise through the
+  site population (`network_deviation`: the DMFT's derivative as its sites' measure moves to
+  the network's neurons; `tanh_control_variate`).
 - **NTK evolution**: $\lVert K(t) - K(0)\rVert_F / \lVert K(0)\rVert_F$ on the training points,
   DMFT against one real network of the largest width (its empirical NTK at the end), and, from
   the DMFT alone at `ntk_gamma0s`, its log–log slope against small $\gamma_0$ (expected 2: the
@@ -93,6 +95,9 @@ class Config:
     deep_tanh_time: float = 10.0
     deep_tanh_saves: int = 10
     deep_tanh_samples: int = 8192
+    # tanh: subtract each network's first-order deviation (`network_deviation`, one forward-mode
+    # solve of the DMFT with the network's neurons as extra sites per network)
+    tanh_control_variate: bool = True
 
     def __post_init__(self):
         for m in self.models:
@@ -263,6 +268,12 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
         if model == "linear":  # each network's own first-order deviation: a control variate
             response = lm.width_fluctuations(dyn, cfg.widths[0], TIGHT, **sched)
             order = lambda p: dyn.order_parameters(p[-1][0][0], p[0][0])  # noqa: E731  (a, w)
+            deviations = jax.vmap(response.first_order)
+        elif model == "tanh" and cfg.tanh_control_variate:  # the same, through the site population
+            order = lambda p: (p[-1][0][0], p[0][0])  # noqa: E731  (a, w)
+            one_dev = lambda aw: lm.network_deviation(dyn, *aw, method, reference=f_th, **sched)  # noqa: E731
+            deviations = jax.jit(lambda aw: jax.lax.map(one_dev, aw))
+            response = True
         else:
             response, order = None, None
         for N in widths:
@@ -275,7 +286,7 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
             single.append(float(np.mean(err)))
             mean.append(float(np.max(np.abs(real["f_test"].mean(0) - f_th)) / scale))
             if response is not None:
-                dev = np.asarray(jax.vmap(response.first_order)(real["extra"]))
+                dev = np.asarray(deviations(real["extra"]))
                 mean_cv.append(float(np.max(np.abs((real["f_test"] - dev).mean(0) - f_th)) / scale))
             curves[f"{model}.{g}.loss.N{N}"] = real["loss"].mean(0)
         # the NTK: DMFT's K(t) and one real network of the largest width at the end
