@@ -100,6 +100,8 @@ def test_quick_config_with_tanh():
     rep = run_experiment(dmft, dmft.Config.quick(), progress=False)
     by = rep.metrics["tanh"]["widths"]["by_gamma0"]
     assert by["1.0"]["single_slope"] < -0.3
+    # each network's first-order deviation subtracted (network_deviation): measured -1.1
+    assert by["1.0"]["mean_control_variate_slope"] < -0.8
     assert rep.metrics["tanh"]["kernel_limit"] < 1e-6
     assert rep.metrics["tanh"]["fluctuations"]["256"]["max_rel_deviation"] < 0.2
 
