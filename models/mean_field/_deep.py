@@ -144,7 +144,7 @@ def _sites(act, u, r, Ch, Cg, P):
         jac = jax.lax.stop_gradient(jacobian(v, frozen[1]))
         for _ in range(2):
             v = v - jnp.linalg.solve(jac, residual(v, hx, zx)[..., None])[..., 0]
-        h = hx + (act.derivative(v) * (zx[:, :P] + act(v) @ dz[:P].T)) @ dh.T
+        h = hx + (act.derivative(v) * (zx[:, :P] + act(v) @ dz_tr.T)) @ dh.T
         h = h.at[:, :P].set(v)
         ph, z, g = fields(h)
         carry = (g_hist.at[:, t].set(g), p_hist.at[:, t].set(ph[:, :P]))
