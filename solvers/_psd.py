@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 __all__ = ["psd_complementarity", "psd_part"]
@@ -55,10 +56,46 @@ def psd_complementarity(
     step $1/\lambda_{\max}(\mathcal A)$; the projection clips eigenvalues at zero.
     Fixed iteration count (jit-able). With a boolean `support` of length $k$, $X$ is
     restricted to the rows and columns where it is True.
+
+    First the interior candidate: the stationary point $\mathcal A(X) = B$ on the support
+    (a linear system in the $k(k+1)/2$ entries of the symmetric $X$). Where it is positive
+    semidefinite it is the solution — the KKT conditions hold with $\mathcal A(X) - B = 0$
+    — and the iterations are skipped (`lax.cond`); otherwise (the solution is on the
+    boundary of the cone, or the system is singular) they run.
     """
     k = B.shape[0]
     D = jnp.ones(k, B.dtype) if support is None else support.astype(B.dtype)
     B = 0.5 * (B + B.T)
+    X_int, interior = _interior_candidate(M, B, D)
+    return jax.lax.cond(interior, lambda: X_int, lambda: _projected_gradient(M, B, D, iters))
+
+
+def _interior_candidate(M, B, D):
+    r"""The stationary point of the QP on the support, over symmetric $X$ (vec$(X) = Tx$,
+    $x$ the upper-triangle entries), and whether it is PSD and well-determined."""
+    k = B.shape[0]
+    ii, jj = np.triu_indices(k)
+    T = np.zeros((k * k, ii.size))
+    T[ii * k + jj, np.arange(ii.size)] = 1.0
+    T[jj * k + ii, np.arange(ii.size)] = 1.0
+    m = D[ii] * D[jj]
+    N = 0.5 * (T.T @ M @ T) * m[:, None] * m[None, :]
+    scale = jnp.sum(jnp.diag(N)) / jnp.maximum(jnp.sum(m), 1.0)  # the off-support rows: identity at N's scale
+    N = N + jnp.diag((1.0 - m) * jnp.where(scale > 0, scale, 1.0))
+    w = jax.lax.stop_gradient(jnp.linalg.eigvalsh(N))
+    well_posed = (w[0] > 1e-10 * w[-1]) & jnp.all(jnp.isfinite(w))
+    # a singular system is replaced by the identity (its candidate is discarded), so that
+    # no derivative flows through a singular solve
+    N = jnp.where(well_posed, N, jnp.eye(N.shape[0], dtype=N.dtype))
+    x = jnp.linalg.solve(N, m * (T.T @ B.reshape(-1)))
+    X = (T @ x).reshape(k, k)
+    psd = jax.lax.stop_gradient(jnp.linalg.eigvalsh(X))[0] >= 0.0
+    return X, well_posed & psd
+
+
+def _projected_gradient(M, B, D, iters):
+    """Accelerated projected gradient (FISTA) from X = 0, `iters` steps."""
+    k = B.shape[0]
     A = lambda X: 0.5 * (M @ X.reshape(-1)).reshape(k, k)
     lip = 0.5 * jnp.linalg.eigvalsh(M)[-1]
     step = jnp.where(lip > 0, 1.0 / jnp.where(lip > 0, lip, 1.0), 0.0)

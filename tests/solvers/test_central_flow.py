@@ -38,6 +38,37 @@ def test_psd_complementarity_solves_the_kkt_system(k):
         assert abs(float(jnp.sum(X * Y))) < 1e-6 * scale * (1 + float(jnp.linalg.norm(X)))
 
 
+@pytest.mark.parametrize("k", [2, 3])
+def test_psd_complementarity_interior_shortcut(k):
+    # where the stationary point A(X) = B is PSD it is taken without iterating: the same X
+    # as long projected-gradient runs, on and off a support, and the derivative of that
+    # solution (the linear solve's) against central differences
+    from lmech.solvers._psd import _interior_candidate, _projected_gradient
+
+    key = jax.random.key(10 + k)
+    G = jax.random.normal(key, (k, k, 6 * k))
+    Gf = (0.5 * (G + G.transpose(1, 0, 2))).reshape(k * k, -1)  # G_ij = G_ji, as in the central flow
+    M = Gf @ Gf.T
+    solve = jax.jit(lambda B, D: ls.psd_complementarity(M, B, support=D > 0))
+    reference = jax.jit(lambda B, D: _projected_gradient(M, B, D, 20000))
+    candidate = jax.jit(lambda B, D: _interior_candidate(M, B, D)[1])
+    derivative = jax.jit(lambda B, D: jax.jvp(lambda s: solve(B + s * jnp.eye(k), D), (0.0,), (1.0,))[1])
+    seen = 0
+    for i in range(24):
+        B = jax.random.normal(jax.random.fold_in(key, i), (k, k))
+        B = B + B.T
+        for D in (jnp.ones(k), (jnp.arange(k) < k - 1).astype(float)):
+            if not candidate(B, D):
+                continue
+            seen += 1
+            X, X_pg = solve(B, D), reference(B, D)
+            assert float(jnp.max(jnp.abs(X - X_pg))) < 1e-8 * float(jnp.max(jnp.abs(X_pg)))
+            h = 1e-6
+            fd = (solve(B + h * jnp.eye(k), D) - solve(B - h * jnp.eye(k), D)) / (2 * h)
+            np.testing.assert_allclose(np.asarray(derivative(B, D)), np.asarray(fd), atol=1e-6)
+    assert seen >= 4  # the shortcut was exercised
+
+
 @pytest.mark.slow  # 17 s
 def test_below_the_threshold_it_is_gradient_flow(real):
     flow = ls.GradientFlow(rtol=1e-9, atol=1e-12)
