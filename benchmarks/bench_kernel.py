@@ -68,6 +68,31 @@ def jobs(nt_python: str | None):
     return lm, nt
 
 
+_IMPORT_JAX = (
+    "import time; t = time.perf_counter(); import jax; s = time.perf_counter() - t; "
+    "from importlib.metadata import version as v; "
+    "print(s, v('jax'), v('ml_dtypes'), v('numpy'))"
+)
+
+
+def import_cost(lm, nt, workdir, repeats=3) -> str:
+    """`import jax` alone in each tool's interpreter (fresh processes, alternating): its
+    share of the cold job, and the versions that set it."""
+    times, versions = {"lmech": [], "neural-tangents": []}, {}
+    for _ in range(repeats):
+        for name, cmd in (("lmech", lm), ("neural-tangents", nt)):
+            out = run_process([cmd[0], "-c", _IMPORT_JAX], workdir)["out"].split()
+            times[name].append(float(out[0]))
+            versions[name] = f"jax {out[1]}, ml_dtypes {out[2]}, numpy {out[3]}"
+    med = {n: statistics.median(t) for n, t in times.items()}
+    return (
+        f"Of which `import jax` alone (median of {repeats} fresh processes): lmech's environment "
+        f"{med['lmech']:.2f} s ({versions['lmech']}), neural-tangents' {med['neural-tangents']:.2f} s "
+        f"({versions['neural-tangents']}). lmech's install excludes ml_dtypes 0.7.0, whose extension "
+        "takes ~0.4 s to import (0.5.x–0.6.0: a few ms)."
+    )
+
+
 def cold_and_warm(lm, nt, repeats, warm_processes, workdir) -> list[str]:
     runs = {"lmech": [], "neural-tangents": []}
     preds = {}
@@ -99,6 +124,8 @@ def cold_and_warm(lm, nt, repeats, warm_processes, workdir) -> list[str]:
         f"| neural-tangents 0.6.5 | {b['wall']:.2f} | {b['cpu']:.2f} | {b['rss']:.0f} |",
         f"| **lmech / neural-tangents** | **{a['wall'] / b['wall']:.2f}** | **{a['cpu'] / b['cpu']:.2f}** | "
         f"**{a['rss'] / b['rss']:.2f}** |",
+        "",
+        import_cost(lm, nt, workdir),
         "",
         "Warm — in one process, the same job again on new digits splits of the same shape (neural-tangents' "
         f"kernel function jitted), median of 3 jobs per process, median over {warm_processes} processes per "
