@@ -19,6 +19,7 @@ TINY = finite_width.Config(
     fluctuation_seeds=800,
     deep=(),
     ensemble_widths=(),
+    prototype_widths=(),
 )
 
 
@@ -66,5 +67,10 @@ def test_quick_run_headline_claims():
     s = rep.metrics["errors"]["tanh"]["slopes"]
     assert s["o4_frozen"] <= -1.7 and s["taylor3"] <= -1.7  # n^-2 truncations
     assert -1.3 < s["linearized"] < -0.8
+    # the prototype (P = 256, 1000 steps; widths 64 / 256 / 1024, 2 seeds here)
+    proto = rep.metrics["errors"]["tanh, P = 256"]
+    assert proto["slopes_n_ge_256"]["taylor3"] <= -1.7
+    assert -1.3 < proto["slopes"]["linearized"] < -0.8
+    assert all(row["taylor3"] < row["taylor2"] < row["linearized"] for row in proto["rows"])
     for f in rep.metrics["fluctuations"].values():
         assert f["max_rel_deviation_L_over_n_le_0.1"] < 0.1

@@ -11,6 +11,10 @@ For 2-layer MLPs (NTK parameterization, $\sigma_w = 1$) with smooth activations 
   (the linearized error falls as $n^{-1}$; truncations that keep everything to $O(1/n)$ as
   $n^{-2}$, THEORY.md §3). A run that ends in divergence (the O3-frozen system at small
   width) is counted, not averaged.
+- **The issue's prototype** (`prototype_*`): 2-layer tanh on 256 parity digits (256 test
+  points), 1000 GD steps at $\eta = 0.5$, four seeds, widths 64 … 4096 — the linearized and
+  the order-2/3 Taylor models only (at this $P$ the hierarchies' $O_4$ products over all index
+  pairs are the wall); the same data and init keys as `benchmarks/finite_width_errors.py`.
 - **NTK fluctuations at init against $L/n$** (`measure_fluctuations`): the measured relative
   variance $\operatorname{Var}\Theta(x,x)/(\mathbb E\Theta(x,x))^2$ over an ensemble of real
   networks at criticality against the first-order prediction (and the exact one for ReLU),
@@ -39,6 +43,7 @@ DESCRIPTION = (
 )
 
 MODELS = ("linearized", "o3_frozen", "o4_frozen", "taylor2", "taylor3")
+PROTOTYPE_MODELS = ("linearized", "taylor2", "taylor3")
 LABELS = {
     "linearized": "linearized",
     "o3_frozen": "hierarchy, O3 frozen",
@@ -76,6 +81,14 @@ class Config:
     ensemble_seeds: int = 64
     ensemble_steps: int = 20
     ensemble_lr: float = 1.0
+    # the issue's prototype: 2-layer tanh on P = 256 parity digits (256 test), 1000 GD steps at
+    # eta = 0.5, the linearized model and the Taylor models only (the hierarchies' O4 products
+    # over all index pairs are the wall at this P), data key(seed) and init keys key(0..seeds-1)
+    # as in `benchmarks/finite_width_errors.py`
+    prototype_points: int = 256
+    prototype_widths: tuple = (64, 256, 1024, 4096)
+    prototype_seeds: int = 4
+    prototype_steps: int = 1000
 
     def __post_init__(self):
         if self.steps % self.save_every:
@@ -109,6 +122,8 @@ class Config:
             fluctuation_seeds=1000,
             ensemble_widths=(256, 1024),
             ensemble_seeds=32,
+            prototype_widths=(64, 256, 1024),
+            prototype_seeds=2,
         )
 
 
@@ -119,10 +134,16 @@ def _dynamics(model: str, net, data, params):
     return lm.TangentHierarchy(net, data, params=params, frozen=frozen, observe_ntk=False)
 
 
-def one_realization(net, data, params, cfg: Config) -> dict:
+def one_realization(net, data, params, cfg: Config, models=MODELS, steps=None, save_every=None) -> dict:
     """Each model's max-over-time relative test-output error against real GD from `params`
     (None where the model's solve did not succeed), and the test outputs over time."""
-    kw = dict(lr=cfg.lr, steps=cfg.steps, save_every=cfg.save_every, progress=False, throw=False)
+    kw = dict(
+        lr=cfg.lr,
+        steps=steps or cfg.steps,
+        save_every=save_every or cfg.save_every,
+        progress=False,
+        throw=False,
+    )
     real = ls.solve(lm.Trained(net, data, params=params), ls.GradientDescent(), **kw)
     out = {
         "errors": {},
@@ -130,7 +151,7 @@ def one_realization(net, data, params, cfg: Config) -> dict:
         "times": np.asarray(real.times),
         "real": np.asarray(real["f_test"][:, :6, 0]),
     }
-    for m in MODELS:
+    for m in models:
         traj = ls.solve(_dynamics(m, net, data, params), ls.GradientDescent(), **kw)
         out["results"][m] = traj.result_name
         out["errors"][m] = float(compare(traj, real).max_relative_error["f_test"]) if traj.succeeded else None
@@ -139,45 +160,76 @@ def one_realization(net, data, params, cfg: Config) -> dict:
     return out
 
 
+def _error_table(realizations, widths, seeds, models, curves, name, bar) -> dict:
+    """Rows (width, mean error per model over the seeds that succeeded, number diverged) and
+    slopes (all widths; widths >= 256) from `realizations(width, seed)`."""
+    rows = []
+    for width in widths:
+        per_seed = []
+        for s in range(seeds):
+            per_seed.append(realizations(width, s))
+            bar.update(1)
+        row = {"width": width}
+        for m in models:
+            good = [r["errors"][m] for r in per_seed if r["errors"][m] is not None]
+            row[m] = float(np.mean(good)) if good else None
+            row[f"{m}_failed"] = seeds - len(good)
+        rows.append(row)
+        if width == widths[0]:  # outputs over time at the smallest width, first seed
+            r0 = per_seed[0]
+            curves[f"{name}.times"] = r0["times"]
+            curves[f"{name}.real"] = r0["real"]
+            curves.update({f"{name}.{m}": r0[m] for m in models if m in r0})
+    slopes, slopes_large = {}, {}
+    for m in models:
+        pts = [(r["width"], r[m]) for r in rows if r[m] is not None and r[f"{m}_failed"] == 0]
+        big = [(w, e) for w, e in pts if w >= 256]
+        slopes[m] = loglog_slope(*zip(*pts)) if len(pts) >= 2 else None
+        slopes_large[m] = loglog_slope(*zip(*big)) if len(big) >= 2 else None
+    for m in models:
+        curves[f"errors.{name}.{m}"] = np.array([np.nan if r[m] is None else r[m] for r in rows])
+    curves[f"errors.{name}.widths"] = np.array([r["width"] for r in rows])
+    return {"rows": rows, "slopes": slopes, "slopes_n_ge_256": slopes_large}
+
+
+def prototype_name(cfg: Config) -> str:
+    return f"tanh, P = {cfg.prototype_points}"
+
+
 def measure_errors(cfg: Config, data, key, *, progress: bool = True) -> tuple[dict, dict]:
-    """Per activation: rows (width, mean error per model over the seeds that succeeded, number
-    diverged) and slopes (all widths; widths >= 256)."""
+    """Per activation (and depth): `_error_table` of every truncation; then the prototype
+    (`prototype_*`: 2-layer tanh, P = 256, the linearized and Taylor models)."""
     metrics, curves = {}, {}
     bar = tqdm(total=0, desc="finite-width errors", disable=not progress)
     runs = [(act, 2, cfg.widths) for act in cfg.activations]
     runs += [(act, L, ws) for L, ws in cfg.deep for act in cfg.activations]
     bar.total = sum(len(ws) for _, _, ws in runs) * cfg.seeds
+    bar.total += len(cfg.prototype_widths) * cfg.prototype_seeds
     for a_i, (act, layers, widths) in enumerate(runs):
         name = act if layers == 2 else f"{act}, {layers} layers"
-        rows = []
-        for width in widths:
+
+        def realization(width, s, act=act, layers=layers, a_i=a_i):
             net = lm.MLP(64, (width,) * (layers - 1), 1, activation=act, sigma_w=1.0)
-            per_seed = []
-            for s in range(cfg.seeds):
-                params = net.init(jax.random.fold_in(jax.random.fold_in(key, a_i), 1000 * width + s))
-                per_seed.append(one_realization(net, data, params, cfg))
-                bar.update(1)
-            row = {"width": width}
-            for m in MODELS:
-                good = [r["errors"][m] for r in per_seed if r["errors"][m] is not None]
-                row[m] = float(np.mean(good)) if good else None
-                row[f"{m}_failed"] = cfg.seeds - len(good)
-            rows.append(row)
-            if width == widths[0]:  # outputs over time at the smallest width, first seed
-                r0 = per_seed[0]
-                curves[f"{name}.times"] = r0["times"]
-                curves[f"{name}.real"] = r0["real"]
-                curves.update({f"{name}.{m}": r0[m] for m in MODELS if m in r0})
-        slopes, slopes_large = {}, {}
-        for m in MODELS:
-            pts = [(r["width"], r[m]) for r in rows if r[m] is not None and r[f"{m}_failed"] == 0]
-            big = [(w, e) for w, e in pts if w >= 256]
-            slopes[m] = loglog_slope(*zip(*pts)) if len(pts) >= 2 else None
-            slopes_large[m] = loglog_slope(*zip(*big)) if len(big) >= 2 else None
-        metrics[name] = {"rows": rows, "slopes": slopes, "slopes_n_ge_256": slopes_large}
-        for m in MODELS:
-            curves[f"errors.{name}.{m}"] = np.array([np.nan if r[m] is None else r[m] for r in rows])
-        curves[f"errors.{name}.widths"] = np.array([r["width"] for r in rows])
+            params = net.init(jax.random.fold_in(jax.random.fold_in(key, a_i), 1000 * width + s))
+            return one_realization(net, data, params, cfg)
+
+        metrics[name] = _error_table(realization, widths, cfg.seeds, MODELS, curves, name, bar)
+    if cfg.prototype_widths:
+        P = cfg.prototype_points
+        proto = datasets.digits(P, P, key=jax.random.key(cfg.seed), target="parity")
+
+        def realization(width, s):
+            net = lm.MLP(64, (width,), 1, activation="tanh", sigma_w=1.0)
+            steps = cfg.prototype_steps
+            return one_realization(
+                net, proto, net.init(jax.random.key(s)), cfg, PROTOTYPE_MODELS, steps, max(1, steps // 50)
+            )
+
+        name = prototype_name(cfg)
+        metrics[name] = _error_table(
+            realization, cfg.prototype_widths, cfg.prototype_seeds, PROTOTYPE_MODELS, curves, name, bar
+        )
+        metrics[name]["setup"] = {"points": P, "steps": cfg.prototype_steps, "seeds": cfg.prototype_seeds}
     bar.close()
     return metrics, curves
 
@@ -274,7 +326,7 @@ def figures(results: dict) -> dict:
     for ax, act in zip(axes, acts):
         widths = c[f"errors.{act}.widths"]
         series = {}
-        for model in MODELS:
+        for model in _models(m["errors"][act]):
             y = c[f"errors.{act}.{model}"]
             ok = np.isfinite(y)
             if ok.sum() >= 1:
@@ -301,6 +353,20 @@ def figures(results: dict) -> dict:
     return out
 
 
+SHORT = {
+    "linearized": "linearized",
+    "o3_frozen": "O3-frozen",
+    "o4_frozen": "O4-frozen",
+    "taylor2": "Taylor 2",
+    "taylor3": "Taylor 3",
+}
+
+
+def _models(table: dict) -> list[str]:
+    """The models an error table has (the prototype's are a subset)."""
+    return [m for m in MODELS if m in table["slopes"]]
+
+
 def _fmt(e) -> str:
     return "—" if e is None else f"{e:.2g}"
 
@@ -314,7 +380,13 @@ def summary(results: dict) -> str:
         "time of the relative test-output error against the same network trained by GD."
     ]
     for act, r in m["errors"].items():
-        for model in MODELS:
+        if "setup" in r:
+            p = r["setup"]
+            lines.append(
+                f"- {act} (the issue's prototype: {p['points']} train / {p['points']} test digits, "
+                f"{p['steps']} steps, {p['seeds']} seed(s), init keys 0..{p['seeds'] - 1}):"
+            )
+        for model in _models(r):
             cells = ", ".join(
                 f"{row['width']}: {_fmt(row[model])}"
                 + (f" ({row[model + '_failed']} diverged)" if row[model + "_failed"] else "")
@@ -346,12 +418,15 @@ def summary(results: dict) -> str:
 def headline(metrics: dict) -> dict[str, str]:
     out = {}
     for act, r in metrics["errors"].items():
-        out[f"{act}: error slope vs width — linearized / O3-frozen / O4-frozen / Taylor 2 / Taylor 3"] = (
-            " / ".join(_fmt(r["slopes"][m]) for m in MODELS)
-        )
+        models = _models(r)
+        names = " / ".join(SHORT[m] for m in models)
+        out[f"{act}: error slope vs width — {names}"] = " / ".join(_fmt(r["slopes"][m]) for m in models)
         widest = r["rows"][-1]
-        out[f"{act}: error at width {widest['width']} — linearized / O4-frozen / Taylor 3"] = " / ".join(
-            _fmt(widest[m]) for m in ("linearized", "o4_frozen", "taylor3")
+        shown = [m for m in ("linearized", "o4_frozen", "taylor2", "taylor3") if m in models]
+        if "o4_frozen" in shown:
+            shown.remove("taylor2")
+        out[f"{act}: error at width {widest['width']} — {' / '.join(SHORT[m] for m in shown)}"] = " / ".join(
+            _fmt(widest[m]) for m in shown
         )
     if metrics.get("ensemble_means"):
         sl = metrics["ensemble_means"]["slopes"]
