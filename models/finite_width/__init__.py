@@ -7,10 +7,12 @@
 - In training: the neural tangent hierarchy of one realization with O3 or O4 frozen at init
   (`TangentHierarchy`, matrix-free; `DenseTangentHierarchy`, its literal small-P form), the
   order-2/3 Taylor models in the parameters (`TaylorModel`), and the O(1/n) closed-form kernel
-  correction (`kernel_correction`, `hierarchy_tensors`) with its outputs (`CorrectedKernel`).
+  correction (`kernel_correction`, `hierarchy_tensors`) with its outputs (`CorrectedKernel`), and the
+  ensemble mean over init to O(1/n) of two-layer networks under GD (`ensemble_mean`).
 """
 
 from ._corrected_kernel import CorrectedKernel
+from ._ensemble_mean import EnsembleMean, ensemble_mean
 from ._kernel_correction import hierarchy_tensors, kernel_correction
 from ._pdlt import (
     FiniteWidthStatistics,
@@ -28,6 +30,7 @@ from ._taylor import TaylorModel
 __all__ = [
     "CorrectedKernel",
     "DenseTangentHierarchy",
+    "EnsembleMean",
     "EnsembleStatistics",
     "FiniteWidthStatistics",
     "PairStatistics",
@@ -35,6 +38,7 @@ __all__ = [
     "TaylorModel",
     "aspect_ratio_scan",
     "criticality",
+    "ensemble_mean",
     "ensemble_samples",
     "ensemble_statistics",
     "exact_statistics",

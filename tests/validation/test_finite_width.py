@@ -20,6 +20,7 @@ TINY = finite_width.Config(
     deep=(),
     ensemble_widths=(),
     prototype_widths=(),
+    analytic_widths=(),
 )
 
 

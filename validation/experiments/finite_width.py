@@ -11,6 +11,10 @@ For 2-layer MLPs (NTK parameterization, $\sigma_w = 1$) with smooth activations 
   (the linearized error falls as $n^{-1}$; truncations that keep everything to $O(1/n)$ as
   $n^{-2}$, THEORY.md §3). A run that ends in divergence (the O3-frozen system at small
   width) is counted, not averaged.
+- **Ensemble means** (`measure_ensemble_means`): the per-realization O(1/n) closed form
+  (`CorrectedKernel`) averaged over the networks' own initializations, and
+  (`measure_analytic_mean`) the analytic average over init (`ensemble_mean`, no width-n network
+  sampled) against the mean of many antithetic pairs of real networks, with slopes against width.
 - **The issue's prototype** (`prototype_*`): 2-layer tanh on 256 parity digits (256 test
   points), 1000 GD steps at $\eta = 0.5$, four seeds, widths 64 … 4096 — the linearized and
   the order-2/3 Taylor models only (at this $P$ the hierarchies' $O_4$ products over all index
@@ -85,6 +89,12 @@ class Config:
     # eta = 0.5, the linearized model and the Taylor models only (the hierarchies' O4 products
     # over all index pairs are the wall at this P), data key(seed) and init keys key(0..seeds-1)
     # as in `benchmarks/finite_width_errors.py`
+    # the analytic ensemble mean (`ensemble_mean`: E over init to O(1/n), no width-n network
+    # sampled) against the mean of many antithetic pairs of real networks with each network's
+    # first-order NTK deviation subtracted (mean zero), on the ensemble-mean task above
+    analytic_widths: tuple = (8, 16, 32, 64)
+    analytic_pairs: int = 65536
+    analytic_points: int = 2**18
     prototype_points: int = 256
     prototype_widths: tuple = (64, 256, 1024, 4096)
     prototype_seeds: int = 4
@@ -124,6 +134,9 @@ class Config:
             ensemble_seeds=32,
             prototype_widths=(64, 256, 1024),
             prototype_seeds=2,
+            analytic_widths=(8, 16, 32),
+            analytic_pairs=32768,
+            analytic_points=2**16,
         )
 
 
@@ -276,6 +289,74 @@ def measure_ensemble_means(cfg: Config, key) -> tuple[dict, dict]:
     return metrics, curves
 
 
+def measure_analytic_mean(cfg: Config, key, *, progress: bool = True) -> tuple[dict, dict]:
+    r"""The analytic ensemble mean (`lm.ensemble_mean`, $f^\infty + c/n$) and the kernel regime
+    ($f^\infty$) against the mean of `analytic_pairs` antithetic pairs ($a \to -a$) of real
+    networks per width, on the ensemble-mean task. Each network's first-order deviation in its
+    own initial NTK, $\partial_\Theta f_{\rm kernel}(\Theta_\infty, f_0)[\hat\Theta_0 - \Theta_\infty]$,
+    is subtracted: its mean over init is exactly zero (the empirical NTK of a two-layer network
+    is unbiased and even in the readout, $f_0$ odd), and it removes the $O(n^{-1/2})$ scatter,
+    so the mean resolves the $O(n^{-2})$ residual. Residual = max over time of
+    $\lVert \text{prediction} - \text{mean}\rVert / \lVert\text{mean}\rVert$ (training and test points)."""
+    P = cfg.ensemble_points
+    data = datasets.digits(P, P, key=jax.random.fold_in(key, 7), target="parity")
+    kw = dict(lr=cfg.ensemble_lr, steps=cfg.ensemble_steps, save_every=1)
+    unit = lm.MLP(64, (1,), 1, activation="tanh", sigma_w=1.0)
+    theory = lm.ensemble_mean(unit, data, **kw, points=cfg.analytic_points, seed=cfg.seed, progress=progress)
+    x_all = jnp.concatenate([jnp.asarray(data.x_train), jnp.asarray(data.x_test)])
+    k_inf = lm.analytic_kernels(unit, x_all, data.x_train)["ntk"]
+
+    def kernel_outputs(k, f0):
+        lin = lm.Linearized(k[:P], k[P:], f0[:P, None], f0[P:, None], data.y_train, data.y_test)
+        tr = ls.solve(lin, ls.GradientDescent(), progress=False, **kw)
+        return jnp.concatenate([tr["f_train"], tr["f_test"]], 1)[..., 0]
+
+    res = {"kernel": [], "analytic": [], "standard_error": []}
+    for width in cfg.analytic_widths:
+        net = lm.MLP(64, (width,), 1, activation="tanh", sigma_w=1.0)
+        f_all = lambda q, net=net: net.apply(q, x_all)[:, 0]  # noqa: E731
+
+        def one(p, net=net, f_all=f_all):
+            tr = ls.solve(lm.Trained(net, data, params=p), ls.GradientDescent(), progress=False, **kw)
+            f = jnp.concatenate([tr["f_train"], tr["f_test"]], 1)[..., 0]
+            jac = jnp.concatenate([j.reshape(2 * P, -1) for j in jax.tree.leaves(jax.jacrev(f_all)(p))], 1)
+            cv = jax.jvp(lambda k: kernel_outputs(k, f_all(p)), (k_inf,), (jac @ jac[:P].T - k_inf,))[1]
+            return f - cv
+
+        def pair(k, net=net, one=one):
+            p = net.init(k)
+            return 0.5 * (one(p) + one((p[0], (-p[1][0], p[1][1]))))
+
+        batch = jax.jit(jax.vmap(pair))
+        chunk = min(1024, max(1, 2**16 // width), cfg.analytic_pairs)
+        total = total2 = 0.0
+        keys = jax.random.split(jax.random.fold_in(key, 10_000 + width), cfg.analytic_pairs)
+        for i in range(0, cfg.analytic_pairs, chunk):
+            est = np.asarray(batch(keys[i : i + chunk]))
+            total, total2 = total + est.sum(0), total2 + (est**2).sum(0)
+        # from step 1: at step 0 every pair's mean output is exactly zero, as is the prediction
+        mean = total[1:] / cfg.analytic_pairs
+        se = np.sqrt(np.maximum(total2[1:] / cfg.analytic_pairs - mean**2, 0.0) / cfg.analytic_pairs)
+        norm = np.linalg.norm(mean, axis=1)
+        rel = lambda a, mean=mean, norm=norm: float(
+            np.max(np.linalg.norm(np.asarray(a) - mean, axis=1) / norm)
+        )  # noqa: E731
+        res["kernel"].append(rel(theory.limit[1:]))
+        res["analytic"].append(rel(theory.outputs(width)[1:]))
+        res["standard_error"].append(float(np.max(np.linalg.norm(se, axis=1) / norm)))
+    slopes = {k: loglog_slope(cfg.analytic_widths, res[k]) for k in ("kernel", "analytic")}
+    metrics = {
+        "widths": list(cfg.analytic_widths),
+        **res,
+        "slopes": slopes,
+        "pairs": cfg.analytic_pairs,
+        "points": cfg.analytic_points,
+    }
+    curves = {f"analytic.{k}": np.asarray(v) for k, v in res.items()}
+    curves["analytic.widths"] = np.asarray(cfg.analytic_widths)
+    return metrics, curves
+
+
 def measure_fluctuations(cfg: Config, key) -> tuple[dict, dict]:
     """`aspect_ratio_scan` for each entry of `cfg.fluctuations`: measured vs predicted
     relative NTK variance at init, and the largest relative deviation for L/n <= 0.1."""
@@ -308,11 +389,22 @@ def compute(config: Config, *, progress: bool = True) -> dict:
     curves.update(c)
     ensemble, c = measure_ensemble_means(config, k_fl) if config.ensemble_widths else ({}, {})
     curves.update(c)
+    if config.analytic_widths:
+        analytic, c = measure_analytic_mean(config, k_fl, progress=progress)
+        curves.update(c)
+    else:
+        analytic = {}
     setup = {
         k: getattr(config, k) for k in ("n_train", "n_test", "lr", "steps", "seeds", "fluctuation_seeds")
     }
     return {
-        "metrics": {"setup": setup, "errors": errors, "fluctuations": fluct, "ensemble_means": ensemble},
+        "metrics": {
+            "setup": setup,
+            "errors": errors,
+            "fluctuations": fluct,
+            "ensemble_means": ensemble,
+            "analytic_mean": analytic,
+        },
         "curves": curves,
     }
 
@@ -341,16 +433,39 @@ def figures(results: dict) -> dict:
     out = {"errors_vs_width": fig, "ntk_fluctuations": plot.aspect_ratio(scans, logy=True)}
     if m.get("ensemble_means"):
         e = m["ensemble_means"]
-        series = {
-            "kernel (linearized)": (c["ensemble.widths"], c["ensemble.kernel"]),
-            "O(1/n) closed form": (c["ensemble.widths"], c["ensemble.corrected"]),
-        }
-        fig_e, ax_e = plot.panels(1, width=5.4, height=4.4)
-        plot.loglog_fits(series, ax=ax_e[0], xlabel="width n", ylabel="max_t ‖E f − E f_GD‖/‖E f_GD‖")
-        ax_e[0].set_title(f"ensemble means, {e['seeds']} networks per width (2-layer tanh)")
-        fig_e.tight_layout()
-        out["ensemble_means"] = fig_e
+        out["ensemble_means"] = _width_figure(
+            c,
+            "ensemble",
+            {"kernel (linearized)": "kernel", "O(1/n) closed form": "corrected"},
+            "max_t ‖E f − E f_GD‖/‖E f_GD‖",
+            f"ensemble means, {e['seeds']} networks per width (2-layer tanh)",
+        )
+    if m.get("analytic_mean"):
+        a = m["analytic_mean"]
+        out["analytic_mean"] = _width_figure(
+            c,
+            "analytic",
+            {"kernel regime f∞": "kernel", "analytic mean f∞ + c/n": "analytic"},
+            "max_t ‖prediction − E f_GD‖/‖E f_GD‖",
+            f"analytic ensemble mean vs {a['pairs']} network pairs per width",
+            floor="standard_error",
+        )
     return out
+
+
+def _width_figure(c: dict, prefix: str, labels: dict, ylabel: str, title: str, floor: str | None = None):
+    """One log–log panel of residuals against width (fitted slopes), optionally with the
+    standard error of the measured mean as a dotted line."""
+    widths = c[f"{prefix}.widths"]
+    series = {label: (widths, c[f"{prefix}.{name}"]) for label, name in labels.items()}
+    fig, ax = plot.panels(1, width=5.4, height=4.4)
+    plot.loglog_fits(series, ax=ax[0], xlabel="width n", ylabel=ylabel)
+    if floor is not None:
+        ax[0].plot(widths, c[f"{prefix}.{floor}"], "k:", label="standard error of the mean")
+        ax[0].legend(fontsize=8)
+    ax[0].set_title(title)
+    fig.tight_layout()
+    return fig
 
 
 SHORT = {
@@ -403,6 +518,19 @@ def summary(results: dict) -> str:
             + ", ".join(f"{w}: {_fmt(v)}" for w, v in zip(e["widths"], e["corrected"]))
             + f" (slope {_fmt(e['slopes']['corrected'])})."
         )
+    if m.get("analytic_mean"):
+        a = m["analytic_mean"]
+        lines.append(
+            f"- Analytic ensemble mean (E over init to O(1/n) from single-neuron expectations, {a['points']} "
+            f"Sobol points; 2-layer tanh, GD) vs the mean of {a['pairs']} antithetic pairs of real networks per "
+            "width (first-order NTK deviation subtracted): kernel regime "
+            + ", ".join(f"{w}: {_fmt(v)}" for w, v in zip(a["widths"], a["kernel"]))
+            + f" (slope {_fmt(a['slopes']['kernel'])}); f∞ + c/n "
+            + ", ".join(f"{w}: {_fmt(v)}" for w, v in zip(a["widths"], a["analytic"]))
+            + f" (slope {_fmt(a['slopes']['analytic'])}); standard error of the mean "
+            + ", ".join(f"{w}: {_fmt(v)}" for w, v in zip(a["widths"], a["standard_error"]))
+            + "."
+        )
     for key, f in m["fluctuations"].items():
         pts = ", ".join(
             f"L/n {a:.3g}: {mm:.3g} ± {se:.2g} vs {p:.3g}"
@@ -433,6 +561,14 @@ def headline(metrics: dict) -> dict[str, str]:
         out["ensemble-mean error slope vs width — kernel / O(1/n) closed form"] = (
             f"{_fmt(sl['kernel'])} / {_fmt(sl['corrected'])}"
         )
+    if metrics.get("analytic_mean"):
+        a = metrics["analytic_mean"]
+        out["analytic ensemble mean: residual slope vs width — kernel regime / f∞ + c/n"] = (
+            f"{_fmt(a['slopes']['kernel'])} / {_fmt(a['slopes']['analytic'])}"
+        )
+        out[
+            f"analytic ensemble mean at width {a['widths'][-1]}: residual kernel / f∞ + c/n (standard error)"
+        ] = f"{_fmt(a['kernel'][-1])} / {_fmt(a['analytic'][-1])} ({_fmt(a['standard_error'][-1])})"
     for key, f in metrics["fluctuations"].items():
         out[f"NTK Var/mean² at init, {key}: max deviation from {f['prediction']} for L/n ≤ 0.1"] = _fmt(
             f["max_rel_deviation_L_over_n_le_0.1"]
