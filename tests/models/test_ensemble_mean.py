@@ -34,13 +34,13 @@ def test_limit_is_the_kernel_regime_and_the_readout_integral_is_exact():
 
 
 def test_against_real_networks():
-    # the mean of 1024 antithetic pairs per width (each network's first-order NTK deviation
+    # the mean of 2048 antithetic pairs per width (each network's first-order NTK deviation
     # subtracted: mean zero) — the analytic O(1/n) mean is several times closer than the kernel
-    cfg = finite_width.Config(analytic_widths=(16, 32), analytic_pairs=1024, analytic_points=2**12)
+    cfg = finite_width.Config(analytic_widths=(16, 32), analytic_pairs=2048, analytic_points=2**12)
     m, _ = finite_width.measure_analytic_mean(cfg, jax.random.key(0), progress=False)
     for kern, ana, se in zip(m["kernel"], m["analytic"], m["standard_error"]):
         assert ana < kern / 3
-        assert kern > 5 * se  # the kernel regime's O(1/n) bias is resolved
+        assert kern > 10 * se  # the kernel regime's O(1/n) bias is resolved
 
 
 @pytest.mark.slow  # ~1 min
