@@ -36,8 +36,11 @@ the kernel regime on any grid.
 **One sweep** (`grid_map`), layer by layer upwards: draw the sources from the current kernels
 (a Cholesky factor of the grid covariance, a small jitter for the exactly repeated times of a
 frozen kernel, times fixed base normals — common random numbers, so the sweep is a
-deterministic map with a fixed point), solve every site's equations by marching in time (the
-implicit trapezoid term at the current time by Newton's method, per site), average the
+deterministic map with a fixed point; the times are factored coarsest-first, so a grid
+refined by 2 draws the same sources on the coarse grid's times and Richardson extrapolation
+cancels the grids' discretization error without amplifying their Monte-Carlo noise), solve
+every site's equations by marching in time (the implicit trapezoid term at the current time
+by Newton's method, per site), average the
 new $\Phi^l$, $G^l$, and get $J^l$, $K^l$ as the Jacobian of the site average with respect to
 a source perturbation shared by all sites (forward mode, on `response_samples` sites); then
 integrate the outputs. Solve with `lmech.solvers.SelfConsistent()`.
@@ -153,6 +156,23 @@ def _sites(act, u, r, Ch, Cg, P):
     zeros = jnp.zeros((S, n, P), u.dtype)
     _, (h, z) = jax.lax.scan(step, (zeros, zeros), jnp.arange(n))
     return jnp.swapaxes(h, 0, 1), jnp.swapaxes(z, 0, 1)
+
+
+def _nested_order(n: int) -> np.ndarray:
+    r"""Grid indices ordered by how coarse a grid they belong to: by decreasing 2-adic
+    valuation $v_2(i)$ ($v_2(0) = \infty$), then by time. A grid refined by 2 maps index $i$
+    to $2i$, so its first `(n + 1) // 2` positions are the coarse grid's indices in the
+    coarse grid's own order; a Cholesky factor in this order makes the sources at those
+    times functions of the same leading base normals on both grids."""
+    i = np.arange(n)
+    v = np.zeros(n, int)
+    for k in range(1, n):
+        m = k
+        while m % 2 == 0:
+            m //= 2
+            v[k] += 1
+    v[0] = n.bit_length() + 1
+    return np.lexsort((i, -v))
 
 
 def _time_diagonal(k: Float[Array, "n m n m2"]) -> Float[Array, "n m m2"]:
@@ -321,13 +341,28 @@ class DeepDMFT(AbstractSelfConsistent, AbstractLossDynamics):
         }
 
     def _sample(self, cov: Array, base: Array) -> Array:
-        """Sources with covariance `cov` `(n, Q', n, Q')` from base normals `(S', n Q')`."""
+        """Sources with covariance `cov` `(n, Q', n, Q')` from base normals `(S', n, Q')`,
+        the times factored in `_nested_order` (see `_base_normals`)."""
         n, PQ = cov.shape[:2]
-        c = cov.reshape(n * PQ, n * PQ)
+        order = _nested_order(n)
+        c = cov[order][:, :, order].reshape(n * PQ, n * PQ)
         c = 0.5 * (c + c.T)
         scale = jnp.mean(jnp.diagonal(c))
         chol = jnp.linalg.cholesky(c + self.jitter * scale * jnp.eye(n * PQ, dtype=c.dtype))
-        return (base @ chol.T).reshape(base.shape[0], n, PQ)
+        out = (base.reshape(base.shape[0], n * PQ) @ chol.T).reshape(base.shape[0], n, PQ)
+        return out[:, np.argsort(order)]
+
+    def _base_normals(self, n: int, dtype) -> Array:
+        r"""The fixed base normals `(2H, S/2, n, Q')` of the sources, by position in
+        `_nested_order`: position $j$ draws from its own key, so a grid refined by 2 shares
+        the coarse grid's normals on the coarse grid's times (they come first, in the same
+        order) — the two grids' sources there are the same draws, and Richardson
+        extrapolation between them cancels discretization error instead of amplifying the
+        Monte-Carlo noise (which independent draws per grid would)."""
+        H, S, PQ = self.hidden, self.samples, self.x_all.shape[0]
+        key = jax.random.key(self.seed + 1)
+        draw = lambda j: jax.random.normal(jax.random.fold_in(key, j), (2 * H, S // 2, PQ), dtype)  # noqa: E731
+        return jnp.moveaxis(jax.vmap(draw)(jnp.arange(n)), 0, 2)
 
     def _responses(self, u, r, Ch, Cg, which: str) -> Array:
         """The response $\\langle\\partial\\phi(h)/\\partial r\\rangle$ (`which="J"`) or
@@ -382,7 +417,7 @@ class DeepDMFT(AbstractSelfConsistent, AbstractLossDynamics):
         on = (times <= horizon * (1 + 1e-12)).astype(dtype)
         delta = (self.y_train[None, :] - q["f"][:, :P]) * on[:, None]  # (n, P)
         E = (_trapezoid(n, dt)[:, :, None] * delta[None, :, :] / P)[:, None, :, :]  # (n, 1, n, P)
-        base = jax.random.normal(jax.random.key(self.seed + 1), (2 * H, S // 2, n * PQ), dtype)
+        base = self._base_normals(n, dtype)
         g0 = self.gamma0
         kx = jnp.broadcast_to(self.kx[None, :, None, :], (n, PQ, n, PQ))
         ones = jnp.ones((n, PQ, n, PQ), dtype)
