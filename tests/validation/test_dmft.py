@@ -132,3 +132,30 @@ def test_deep_linear_networks_approach_the_dmft():
         assert row["mean"][-1] < 0.03, (g, row["mean"])
         assert abs(row["ntk_change_real"] / row["ntk_change_dmft"] - 1) < 0.2, (g, row)
     assert "deep-linear" in rep.summary
+
+
+@pytest.mark.slow  # ~1.5 min: 1536 small networks and a DMFT on two points
+def test_many_network_mean_resolves_the_bias():
+    """`measure_ensemble`: at small widths the mean of many deep tanh networks resolves its
+    O(1/N) bias against the DMFT (error several standard errors) and stays below a single
+    network's error; a single network's error falls as N^(-1/2)."""
+    import jax
+
+    cfg = dmft.Config(
+        models=("deep-tanh",),
+        deep_tanh_train=2,
+        deep_tanh_test=2,
+        deep_tanh_time=4.0,
+        deep_tanh_saves=4,
+        deep_tanh_ensemble_widths=(8, 32),
+        deep_tanh_ensemble_pairs=(512, 256),
+    )
+    data = dmft.make_data(cfg, "deep-tanh", jax.random.key(0))
+    sched = dmft._schedule(cfg, cfg.saves, "deep-tanh")
+    dyn = dmft.dmft_dynamics(cfg, "deep-tanh", data, 1.0, None, samples=4096)
+    f_th = np.asarray(dmft.ls.solve(dyn, dmft.theory_method("deep-tanh"), **sched)["f_test"][..., 0])
+    ens = dmft.measure_ensemble(cfg, "deep-tanh", data, 1.0, f_th, jax.random.key(1))
+    assert ens["networks"] == [1024, 512]
+    assert ens["mean"][0] > 3 * ens["mean_se"][0], ens
+    assert all(m < s for m, s in zip(ens["mean"], ens["single"])), ens
+    assert -0.7 < ens["single_slope"] < -0.3, ens

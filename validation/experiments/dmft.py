@@ -95,6 +95,10 @@ class Config:
     deep_tanh_time: float = 10.0
     deep_tanh_saves: int = 10
     deep_tanh_samples: int = 8192
+    # deep-tanh: the ensemble mean of many networks at small widths, where its O(1/N) bias is
+    # above the noise of the mean (pairs of networks per width; ~11 min on 2 cores)
+    deep_tanh_ensemble_widths: tuple = (16, 32, 64, 128, 256)
+    deep_tanh_ensemble_pairs: tuple = (2048, 2048, 1024, 1024, 512)
     # tanh: subtract each network's first-order deviation (`network_deviation`, one forward-mode
     # solve of the DMFT with the network's neurons as extra sites per network)
     tanh_control_variate: bool = True
@@ -115,6 +119,13 @@ class Config:
             raise ValueError(
                 "dmft.Config: need an even number of seeds >= 2 (antithetic pairs) and variance_seeds >= 32 "
                 f"(a variance from fewer seeds is too noisy to check), got {self.seeds}, {self.variance_seeds}."
+            )
+        if len(self.deep_tanh_ensemble_widths) != len(self.deep_tanh_ensemble_pairs) or (
+            self.deep_tanh_ensemble_widths and min(self.deep_tanh_ensemble_pairs) < 2
+        ):
+            raise ValueError(
+                "dmft.Config: `deep_tanh_ensemble_widths` and `deep_tanh_ensemble_pairs` must have the same "
+                "length, with >= 2 pairs per width (the mean's standard error needs two)."
             )
         if self.time <= 0 or self.saves < 1 or self.variance_saves < 1:
             raise ValueError("dmft.Config: `time`, `saves` and `variance_saves` must be positive.")
@@ -145,6 +156,8 @@ class Config:
             deep_tanh_time=6.0,
             deep_tanh_saves=6,
             deep_tanh_samples=2048,
+            deep_tanh_ensemble_widths=(),  # thousands of networks: the full run only
+            deep_tanh_ensemble_pairs=(),
         )
 
 
@@ -247,6 +260,44 @@ def real_ensemble(
     return {"f_test": np.asarray(f), "loss": np.asarray(loss), "extra": ext}
 
 
+def measure_ensemble(cfg: Config, model: str, data, gamma0: float, f_th, key) -> dict:
+    r"""The ensemble mean of many networks against the DMFT at small widths
+    (`deep_tanh_ensemble_widths`, `deep_tanh_ensemble_pairs` antithetic pairs each): its error
+    $\max_{t,x}|\bar f_N - f_{\rm DMFT}|/\max|y|$, the standard error of $\bar f_N$ there
+    (from the spread of the pair means), and a single network's error, with their slopes.
+    The mean's error is its $O(1/N)$ bias, the mean's noise and the DMFT's own error: it falls
+    faster than a single network's only while the bias is above the other two."""
+    sched = _schedule(cfg, cfg.saves, model)
+    scale = float(np.max(np.abs(data.y_test)))
+    widths, pairs = cfg.deep_tanh_ensemble_widths, cfg.deep_tanh_ensemble_pairs
+    single, mean, se = [], [], []
+    for N, n_pairs in zip(widths, pairs):
+        net = _network(cfg, model, gamma0, N)
+        keys = jax.random.split(jax.random.fold_in(key, N), n_pairs)
+        batch = max(1, min(n_pairs, 2**14 // N))  # a few GB of flow state per batch at N = 256
+        f = np.concatenate(
+            [
+                real_ensemble(net, data, keys[i : i + batch], sched, antithetic=True)["f_test"]
+                for i in range(0, n_pairs, batch)
+            ]
+        )
+        pm = f.reshape(n_pairs, 2, *f.shape[1:]).mean(1)  # pair means: independent
+        dev = np.abs(pm.mean(0) - f_th)
+        at = np.unravel_index(np.argmax(dev), dev.shape)
+        single.append(float(np.mean(np.max(np.abs(f - f_th), axis=(1, 2))) / scale))
+        mean.append(float(dev[at] / scale))
+        se.append(float(np.std(pm[(slice(None), *at)], ddof=1) / np.sqrt(n_pairs) / scale))
+    return {
+        "widths": list(widths),
+        "networks": [2 * p for p in pairs],
+        "single": single,
+        "mean": mean,
+        "mean_se": se,
+        "single_slope": loglog_slope(widths, single),
+        "mean_slope": loglog_slope(widths, mean),
+    }
+
+
 def _rel_change(k):
     k = np.asarray(k)
     return np.linalg.norm(k - k[0], axis=(-2, -1)) / np.linalg.norm(k[0])
@@ -317,6 +368,8 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
             "ntk_change_real": float(_rel_change(np.stack(k_real))[-1]),
             "final_loss_dmft": float(theory["loss"][-1]),
         }
+        if model == "deep-tanh" and cfg.deep_tanh_ensemble_widths:
+            out[str(g)]["ensemble"] = measure_ensemble(cfg, model, data, g, f_th, k_net)
         curves[f"{model}.{g}.loss.dmft"] = np.asarray(theory["loss"])
         curves[f"{model}.{g}.ntk_change"] = change
         curves[f"{model}.{g}.single"] = np.asarray(single)
@@ -452,6 +505,12 @@ def figures(results: dict) -> dict:
             series[f"mean, γ₀={g}"] = (widths, c[f"{model}.{g}.mean"])
             if f"{model}.{g}.mean_cv" in c:
                 series[f"mean − 1st order, γ₀={g}"] = (widths, c[f"{model}.{g}.mean_cv"])
+            ens = m[model]["widths"]["by_gamma0"][g].get("ensemble")
+            if ens:
+                series[f"mean of {ens['networks'][-1]}+, γ₀={g}"] = (
+                    np.asarray(ens["widths"]),
+                    np.asarray(ens["mean"]),
+                )
         plot.loglog_fits(series, ax=ax, xlabel="width N", ylabel="max_t |f_N − f_DMFT| / max|y|")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{model}: real muP networks vs DMFT")
@@ -539,6 +598,15 @@ def summary(results: dict) -> str:
                 + f"; NTK change DMFT {_f(row['ntk_change_dmft'])} vs real "
                 f"{_f(row['ntk_change_real'])}."
             )
+            ens = row.get("ensemble")
+            if ens:
+                lines.append(
+                    f"- {model}, γ₀ = {g}, many networks at widths {', '.join(map(str, ens['widths']))} "
+                    f"({', '.join(map(str, ens['networks']))} networks): single network "
+                    f"{', '.join(_f(e) for e in ens['single'])} (slope {_f(ens['single_slope'])}); ensemble mean "
+                    f"{', '.join(f'{_f(e)} ± {_f(d)}' for e, d in zip(ens['mean'], ens['mean_se']))} "
+                    f"(slope {_f(ens['mean_slope'])})."
+                )
         lines.append(
             f"- {model}: NTK-change slope vs small γ₀ {_f(r['widths']['ntk_change_slope_small_gamma0'])}; "
             f"γ₀ = 0 vs the kernel-regime module: {_f(r['kernel_limit'])} relative."
@@ -562,6 +630,15 @@ def headline(metrics: dict) -> dict[str, str]:
         out[f"{model}: ensemble-mean error at the largest width, per γ₀"] = ", ".join(
             f"{g}: {_f(v['mean'][-1])}" for g, v in by.items()
         )
+        if any(v.get("ensemble") for v in by.values()):
+            out[
+                f"{model}: many-network ensemble mean, error at the smallest → largest width (slope), per γ₀"
+            ] = ", ".join(
+                f"{g}: {_f(v['ensemble']['mean'][0])} → {_f(v['ensemble']['mean'][-1])} "
+                f"({_f(v['ensemble']['mean_slope'])}; single {_f(v['ensemble']['single_slope'])})"
+                for g, v in by.items()
+                if v.get("ensemble")
+            )
         if any(v["mean_control_variate"] for v in by.values()):
             out[f"{model}: ensemble mean minus first order — error slope vs width, per γ₀"] = ", ".join(
                 f"{g}: {_f(v['mean_control_variate_slope'])}" for g, v in by.items()
