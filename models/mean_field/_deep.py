@@ -164,15 +164,8 @@ def _nested_order(n: int) -> np.ndarray:
     to $2i$, so its first `(n + 1) // 2` positions are the coarse grid's indices in the
     coarse grid's own order; a Cholesky factor in this order makes the sources at those
     times functions of the same leading base normals on both grids."""
-    i = np.arange(n)
-    v = np.zeros(n, int)
-    for k in range(1, n):
-        m = k
-        while m % 2 == 0:
-            m //= 2
-            v[k] += 1
-    v[0] = n.bit_length() + 1
-    return np.lexsort((i, -v))
+    v = np.array([n.bit_length() + 1] + [(k & -k).bit_length() - 1 for k in range(1, n)])
+    return np.lexsort((np.arange(n), -v))
 
 
 def _time_diagonal(k: Float[Array, "n m n m2"]) -> Float[Array, "n m m2"]:

@@ -230,14 +230,23 @@ def _schedule(cfg: Config, saves: int, model: str | None = None) -> dict:
 
 
 def real_ensemble(
-    net, data, keys, schedule, *, antithetic: bool = False, extra=None, serial: bool = False
+    net,
+    data,
+    keys,
+    schedule,
+    *,
+    antithetic: bool = False,
+    extra=None,
+    serial: bool = False,
+    batch_size: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Real networks trained by gradient flow, one per key (vmapped): test outputs and loss.
     `antithetic`: each key gives two networks, its draw and the same draw with the readout
     negated (the init law is symmetric under $a \\to -a$: an unbiased ensemble whose odd
     part — the initial output, $O(1/(\\gamma_0\\sqrt N))$ — cancels in the mean).
     `extra(params)`: something of each initialization to return too (`"extra"`).
-    `serial`: train one network at a time (`lax.map`, for networks too large to batch)."""
+    `serial`: train one network at a time (`lax.map`, for networks too large to batch);
+    `batch_size`: vmap over this many keys at a time (`lax.map` over the batches, one compile)."""
 
     def one(params):
         tr = ls.solve(lm.Trained(net, data, params=params), ls.GradientFlow(), **schedule)
@@ -250,7 +259,12 @@ def real_ensemble(
             return jax.lax.map(one, jax.tree.map(lambda a, b: jax.numpy.stack([a, b]), p, flipped))
         return jax.tree.map(lambda a, b: jax.numpy.stack([a, b]), one(p), one(flipped))
 
-    batch = jax.lax.map if serial else (lambda f, xs: jax.vmap(f)(xs))
+    if serial:
+        batch = jax.lax.map
+    elif batch_size is not None:
+        batch = lambda f, xs: jax.lax.map(f, xs, batch_size=batch_size)  # noqa: E731
+    else:
+        batch = lambda f, xs: jax.vmap(f)(xs)  # noqa: E731
     if antithetic:
         out = jax.jit(lambda ks: batch(pair, ks))(keys)
         out = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), out)
@@ -275,12 +289,7 @@ def measure_ensemble(cfg: Config, model: str, data, gamma0: float, f_th, key) ->
         net = _network(cfg, model, gamma0, N)
         keys = jax.random.split(jax.random.fold_in(key, N), n_pairs)
         batch = max(1, min(n_pairs, 2**14 // N))  # a few GB of flow state per batch at N = 256
-        f = np.concatenate(
-            [
-                real_ensemble(net, data, keys[i : i + batch], sched, antithetic=True)["f_test"]
-                for i in range(0, n_pairs, batch)
-            ]
-        )
+        f = real_ensemble(net, data, keys, sched, antithetic=True, batch_size=batch)["f_test"]
         pm = f.reshape(n_pairs, 2, *f.shape[1:]).mean(1)  # pair means: independent
         dev = np.abs(pm.mean(0) - f_th)
         at = np.unravel_index(np.argmax(dev), dev.shape)
