@@ -93,6 +93,12 @@ def test_bad_config():
         dmft.Config(variance_seeds=8)
     with pytest.raises(ValueError, match="whitening"):
         dmft.Config(n_train=8, dim=16)
+    with pytest.raises(ValueError, match="deep_tanh_ensemble_gamma0"):
+        dmft.Config(deep_tanh_ensemble_gamma0=2.0)
+    with pytest.raises(ValueError, match="deep_tanh_ensemble_samples"):
+        dmft.Config(deep_tanh_ensemble_samples=1001)
+    with pytest.raises(ValueError, match="same length"):
+        dmft.Config(deep_tanh_ensemble_pairs=(64,))
 
 
 @pytest.mark.slow
@@ -159,3 +165,6 @@ def test_many_network_mean_resolves_the_bias():
     assert ens["mean"][0] > 3 * ens["mean_se"][0], ens
     assert all(m < s for m, s in zip(ens["mean"], ens["single"])), ens
     assert -0.7 < ens["single_slope"] < -0.3, ens
+    # the noise-corrected bias: resolved at width 8, and smaller at width 32
+    assert ens["bias_rms"][0] > ens["noise_rms"][0], ens
+    assert ens["bias_rms"][1] < ens["bias_rms"][0], ens

@@ -30,7 +30,11 @@ small-γ₀ NTK scan for it (a solve takes minutes).
   (`WidthFluctuations.first_order`, mean zero over initializations): what is left is the
   $O(1/N)$ bias and second-order noise, expected slope $-1$; for tanh likewise through the
   site population (`network_deviation`: the DMFT's derivative as its sites' measure moves to
-  the network's neurons; `tanh_control_variate`).
+  the network's neurons; `tanh_control_variate`). For deep-tanh, whose networks have no such
+  control variate, the mean's $O(1/N)$ bias is resolved instead by many networks at small
+  widths (`measure_ensemble`: `deep_tanh_ensemble_widths`, thousands of networks each, at
+  `deep_tanh_ensemble_gamma0`) against a DMFT with `deep_tanh_ensemble_samples` sites, whose
+  distance from the width scan's DMFT is reported as that solve's Monte-Carlo error.
 - **NTK evolution**: $\lVert K(t) - K(0)\rVert_F / \lVert K(0)\rVert_F$ on the training points,
   DMFT against one real network of the largest width (its empirical NTK at the end), and, from
   the DMFT alone at `ntk_gamma0s`, its log–log slope against small $\gamma_0$ (expected 2: the
@@ -96,9 +100,14 @@ class Config:
     deep_tanh_saves: int = 10
     deep_tanh_samples: int = 8192
     # deep-tanh: the ensemble mean of many networks at small widths, where its O(1/N) bias is
-    # above the noise of the mean (pairs of networks per width; ~11 min on 2 cores)
+    # above the noise of the mean (pairs of networks per width; ~11 min on 2 cores), at one γ₀,
+    # against a DMFT with more sites (its error must sit below the mean's: 8192 sites leave
+    # ~0.3% of max|y|, the bias at width 256 is ~0.2%; 65536 sites take ~20 min on 2 cores;
+    # the whole deep-tanh part of the full run took 45–47 min)
     deep_tanh_ensemble_widths: tuple = (16, 32, 64, 128, 256)
     deep_tanh_ensemble_pairs: tuple = (2048, 2048, 1024, 1024, 512)
+    deep_tanh_ensemble_gamma0: float = 1.0
+    deep_tanh_ensemble_samples: int = 65536
     # tanh: subtract each network's first-order deviation (`network_deviation`, one forward-mode
     # solve of the DMFT with the network's neurons as extra sites per network)
     tanh_control_variate: bool = True
@@ -127,6 +136,17 @@ class Config:
                 "dmft.Config: `deep_tanh_ensemble_widths` and `deep_tanh_ensemble_pairs` must have the same "
                 "length, with >= 2 pairs per width (the mean's standard error needs two)."
             )
+        if self.deep_tanh_ensemble_widths and "deep-tanh" in self.models:
+            if self.deep_tanh_ensemble_gamma0 not in self.deep_gamma0s:
+                raise ValueError(
+                    f"dmft.Config: `deep_tanh_ensemble_gamma0` ({self.deep_tanh_ensemble_gamma0}) must be one of "
+                    f"`deep_gamma0s` {self.deep_gamma0s}: the ensemble runs inside that width scan."
+                )
+            n = self.deep_tanh_ensemble_samples
+            if isinstance(n, bool) or not isinstance(n, int) or n < 2 or n % 2:
+                raise ValueError(
+                    f"dmft.Config: `deep_tanh_ensemble_samples` must be an even int >= 2, got {n!r}."
+                )
         if self.time <= 0 or self.saves < 1 or self.variance_saves < 1:
             raise ValueError("dmft.Config: `time`, `saves` and `variance_saves` must be positive.")
 
@@ -280,11 +300,18 @@ def measure_ensemble(cfg: Config, model: str, data, gamma0: float, f_th, key) ->
     $\max_{t,x}|\bar f_N - f_{\rm DMFT}|/\max|y|$, the standard error of $\bar f_N$ there
     (from the spread of the pair means), and a single network's error, with their slopes.
     The mean's error is its $O(1/N)$ bias, the mean's noise and the DMFT's own error: it falls
-    faster than a single network's only while the bias is above the other two."""
+    faster than a single network's only while the bias is above the other two. The maximum over
+    $(t, x)$ also picks up the largest of many noisy points, so the bias is measured on its own
+    too: `bias_rms` $= \big(\overline{(\bar f_N - f_{\rm DMFT})^2 - \widehat{\rm Var}\,\bar f_N}\big)^{1/2}/\max|y|$,
+    the average over $(t, x)$ of the squared error less the mean's estimated variance (an
+    unbiased estimate of the squared bias plus the DMFT's own squared error; expected slope
+    $-1$ down to that floor), with `noise_rms` $= (\overline{\widehat{\rm Var}\,\bar f_N})^{1/2}/\max|y|$;
+    `bias_rms_slope` and `single_slope_resolved` are fitted over the widths where the bias
+    exceeds the noise (`bias_resolved_widths`; `None` if fewer than two)."""
     sched = _schedule(cfg, cfg.saves, model)
     scale = float(np.max(np.abs(data.y_test)))
     widths, pairs = cfg.deep_tanh_ensemble_widths, cfg.deep_tanh_ensemble_pairs
-    single, mean, se = [], [], []
+    single, mean, se, bias, noise = [], [], [], [], []
     for N, n_pairs in zip(widths, pairs):
         net = _network(cfg, model, gamma0, N)
         keys = jax.random.split(jax.random.fold_in(key, N), n_pairs)
@@ -296,6 +323,12 @@ def measure_ensemble(cfg: Config, model: str, data, gamma0: float, f_th, key) ->
         single.append(float(np.mean(np.max(np.abs(f - f_th), axis=(1, 2))) / scale))
         mean.append(float(dev[at] / scale))
         se.append(float(np.std(pm[(slice(None), *at)], ddof=1) / np.sqrt(n_pairs) / scale))
+        # the squared bias, unbiased: (mean − f)² less the mean's variance, averaged over (t, x)
+        var = np.var(pm, axis=0, ddof=1) / n_pairs
+        bias.append(float(np.sqrt(max(np.mean(dev**2 - var), 0.0)) / scale))
+        noise.append(float(np.sqrt(np.mean(var)) / scale))
+    # the bias's slope where it stands above the mean's noise (there its estimate is resolved)
+    resolved = [i for i, (b, n) in enumerate(zip(bias, noise)) if b > n]
     return {
         "widths": list(widths),
         "networks": [2 * p for p in pairs],
@@ -304,7 +337,39 @@ def measure_ensemble(cfg: Config, model: str, data, gamma0: float, f_th, key) ->
         "mean_se": se,
         "single_slope": loglog_slope(widths, single),
         "mean_slope": loglog_slope(widths, mean),
+        "bias_rms": bias,
+        "noise_rms": noise,
+        "bias_resolved_widths": [widths[i] for i in resolved],
+        "bias_rms_slope": (
+            loglog_slope([widths[i] for i in resolved], [bias[i] for i in resolved])
+            if len(resolved) >= 2
+            else None
+        ),
+        "single_slope_resolved": (
+            loglog_slope([widths[i] for i in resolved], [single[i] for i in resolved])
+            if len(resolved) >= 2
+            else None
+        ),
     }
+
+
+def _ensemble_against_finer_dmft(cfg: Config, model: str, data, gamma0: float, f_th, key) -> dict:
+    """`measure_ensemble` against the DMFT with `deep_tanh_ensemble_samples` sites, and the
+    distance of the width scan's DMFT (`f_th`, `deep_tanh_samples` sites, other draws) from it:
+    a measurement of the coarser solve's Monte-Carlo error, `dmft_difference`."""
+    n = cfg.deep_tanh_ensemble_samples
+    if n == cfg.deep_tanh_samples:
+        f_ref = f_th
+    else:
+        dyn = lm.DeepDMFT(data, gamma0, cfg.deep_depth, "tanh", samples=n, key=cfg.seed + 1)
+        f_ref = np.asarray(
+            ls.solve(dyn, theory_method(model), **_schedule(cfg, cfg.saves, model))["f_test"][..., 0]
+        )
+    scale = float(np.max(np.abs(data.y_test)))
+    ens = measure_ensemble(cfg, model, data, gamma0, f_ref, key)
+    ens["dmft_samples"] = n
+    ens["dmft_difference"] = float(np.max(np.abs(f_ref - f_th)) / scale)
+    return ens
 
 
 def _rel_change(k):
@@ -377,8 +442,8 @@ def measure_widths(cfg: Config, model: str, data, key, *, progress: bool = True)
             "ntk_change_real": float(_rel_change(np.stack(k_real))[-1]),
             "final_loss_dmft": float(theory["loss"][-1]),
         }
-        if model == "deep-tanh" and cfg.deep_tanh_ensemble_widths:
-            out[str(g)]["ensemble"] = measure_ensemble(cfg, model, data, g, f_th, k_net)
+        if model == "deep-tanh" and cfg.deep_tanh_ensemble_widths and g == cfg.deep_tanh_ensemble_gamma0:
+            out[str(g)]["ensemble"] = _ensemble_against_finer_dmft(cfg, model, data, g, f_th, k_net)
         curves[f"{model}.{g}.loss.dmft"] = np.asarray(theory["loss"])
         curves[f"{model}.{g}.ntk_change"] = change
         curves[f"{model}.{g}.single"] = np.asarray(single)
@@ -475,7 +540,10 @@ def compute(config: Config, *, progress: bool = True) -> dict:
         }
     }
     curves = {}
-    for i, model in enumerate(config.models):
+    for model in config.models:
+        # keyed by the model's name, not its place in `models`: a run of some models draws the
+        # same data and networks as the full run
+        i = MODELS.index(model)
         k_data, k_w, k_f = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), i), 3)
         data = make_data(config, model, k_data)
         widths, c = measure_widths(config, model, data, k_w, progress=progress)
@@ -614,7 +682,17 @@ def summary(results: dict) -> str:
                     f"({', '.join(map(str, ens['networks']))} networks): single network "
                     f"{', '.join(_f(e) for e in ens['single'])} (slope {_f(ens['single_slope'])}); ensemble mean "
                     f"{', '.join(f'{_f(e)} ± {_f(d)}' for e, d in zip(ens['mean'], ens['mean_se']))} "
-                    f"(slope {_f(ens['mean_slope'])})."
+                    f"(slope {_f(ens['mean_slope'])}); its bias, root mean square over (t, x) with the "
+                    f"noise subtracted, {', '.join(_f(e) for e in ens.get('bias_rms', []))} against the "
+                    f"mean's noise {', '.join(_f(e) for e in ens.get('noise_rms', []))} (slope over widths "
+                    f"{', '.join(map(str, ens.get('bias_resolved_widths', [])))}, where it is above the noise: "
+                    f"{_f(ens.get('bias_rms_slope'))}; a single network's there {_f(ens.get('single_slope_resolved'))})"
+                    + (
+                        f", against a DMFT with {ens['dmft_samples']} sites (the width scan's DMFT is "
+                        f"{_f(ens['dmft_difference'])} from it)."
+                        if "dmft_samples" in ens
+                        else "."
+                    )
                 )
         lines.append(
             f"- {model}: NTK-change slope vs small γ₀ {_f(r['widths']['ntk_change_slope_small_gamma0'])}; "
@@ -644,7 +722,9 @@ def headline(metrics: dict) -> dict[str, str]:
                 f"{model}: many-network ensemble mean, error at the smallest → largest width (slope), per γ₀"
             ] = ", ".join(
                 f"{g}: {_f(v['ensemble']['mean'][0])} → {_f(v['ensemble']['mean'][-1])} "
-                f"({_f(v['ensemble']['mean_slope'])}; single {_f(v['ensemble']['single_slope'])})"
+                f"({_f(v['ensemble']['mean_slope'])}; single {_f(v['ensemble']['single_slope'])}; "
+                f"rms bias {_f(v['ensemble'].get('bias_rms_slope'))} at widths "
+                f"{'/'.join(map(str, v['ensemble'].get('bias_resolved_widths', [])))})"
                 for g, v in by.items()
                 if v.get("ensemble")
             )
